@@ -1,0 +1,363 @@
+"""Configuration: ``config.toml`` decoded into msgspec Structs, with environment overrides.
+
+Precedence (lowest to highest): the Struct defaults, the TOML file, then environment variables
+named ``INGEST_<SECTION>__<KEY>`` (``INGEST_NATS__URL``, ``INGEST_SCHEDULER__INTERVAL_S``, ...).
+Environment values are strings; they are converted to the field's type (``"true"``/``"1"`` for
+booleans, JSON for lists). Anything invalid raises :class:`~engine.errors.ConfigError` naming the
+key (and its env name), the offending value and what is allowed. Values of secret fields
+(DSNs, URLs that may carry a password) are wrapped in :class:`Secret` and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+from engine.errors import ConfigError
+
+ENV_PREFIX: Final = "INGEST_"
+
+
+class Secret:
+    """A string that never shows itself in repr/str/logs. Use :meth:`reveal` at the point of use."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def redacted(self) -> str:
+        """The value as a URL with any user/password replaced by ``***`` (for logs)."""
+        return redact_url(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:pass@host/db`` -> ``scheme://***@host/db``; other strings unchanged."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, "", ""))
+
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Subject = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")]
+StreamName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+
+
+class YahooSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    base_url: str = ""
+    """One origin (``http://127.0.0.1:8765``) replacing every Yahoo host; empty = real Yahoo."""
+    transport: Literal["curl_cffi", "aiohttp"] = "curl_cffi"
+    impersonate: str = "chrome"
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=1500)] = 50
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=512)] = 4
+    timeout_s: PositiveFloat = 10.0
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
+    backoff_base_s: PositiveFloat = 0.25
+    backoff_max_s: PositiveFloat = 8.0
+    crumb_min_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+
+    def __post_init__(self) -> None:
+        if self.base_url:
+            parts = urlsplit(self.base_url)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or parts.path not in ("", "/")
+            ):
+                raise ValueError(
+                    f"base_url: {self.base_url!r} must be one origin such as "
+                    "http://127.0.0.1:8765 (scheme and host, no path), or empty for real Yahoo"
+                )
+        if self.backoff_max_s < self.backoff_base_s:
+            raise ValueError(
+                f"backoff_max_s: {self.backoff_max_s} must be >= "
+                f"backoff_base_s ({self.backoff_base_s})"
+            )
+
+
+class SchedulerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    interval_s: Annotated[float, msgspec.Meta(ge=0.5, le=3600)] = 10.0
+    spread: bool = False
+    """Spread a cycle's batches evenly over the interval (true) or send them at once (false)."""
+    shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 20.0
+
+
+class WorkersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    count: Annotated[int, msgspec.Meta(ge=0, le=256)] = 0
+    """Worker processes; 0 means one per CPU core available to the process."""
+    shards: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
+    ring_capacity: Annotated[int, msgspec.Meta(ge=1024, le=1 << 24)] = 65536
+    """Records per worker ring (rounded up to a power of two)."""
+    restart_backoff_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
+
+
+class SymbolsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    file: str = "symbols.json"
+    on_invalid: Literal["reject", "skip"] = "reject"
+
+
+class NatsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    url: Secret = msgspec.field(default_factory=lambda: Secret("nats://127.0.0.1:4222"))
+    stream: StreamName = "MARKET_QUOTES"
+    subject: Subject = "data.market.quote"
+    dlq_stream: StreamName = "MARKET_DLQ"
+    dlq_subject: Subject = "data.market.dlq"
+    duplicate_window_s: Annotated[float, msgspec.Meta(ge=1, le=86400)] = 120.0
+    max_age_s: Annotated[float, msgspec.Meta(ge=60)] = 7 * 86400.0
+    max_pending_acks: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 4000
+    ack_timeout_s: PositiveFloat = 5.0
+    connect_timeout_s: PositiveFloat = 5.0
+
+
+class PostgresSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    dsn: Secret = msgspec.field(
+        default_factory=lambda: Secret("postgresql://postgres@127.0.0.1:5432/postgres")
+    )
+    table: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_]{0,40}$")] = "market_data"
+    retention_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 7
+    partitions_ahead_days: Annotated[int, msgspec.Meta(ge=1, le=60)] = 3
+    pool_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    command_timeout_s: PositiveFloat = 10.0
+    connect_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    connect_backoff_s: PositiveFloat = 1.0
+    max_buffered_rows: Annotated[int, msgspec.Meta(ge=1000)] = 200_000
+    """Rows kept in memory while PostgreSQL is down before spilling to ``spill_dir``."""
+    spill_dir: str = "var/spill"
+
+
+class RedisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    url: Secret = msgspec.field(default_factory=lambda: Secret("redis://127.0.0.1:6379/0"))
+    key_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_:\-]{0,64}$")] = "market:"
+    ttl_s: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 60
+    timeout_s: PositiveFloat = 2.0
+
+
+class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 9108
+
+
+class ValidationSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    min_price: Annotated[float, msgspec.Meta(ge=0)] = 0.01
+    max_price: PositiveFloat = 100_000.0
+    max_age_regular_s: PositiveFloat = 300.0
+    max_future_skew_s: PositiveFloat = 120.0
+
+    def __post_init__(self) -> None:
+        if self.max_price <= self.min_price:
+            raise ValueError(
+                f"max_price: {self.max_price} must be greater than min_price ({self.min_price})"
+            )
+
+
+class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    yahoo: YahooSettings = msgspec.field(default_factory=YahooSettings)
+    scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
+    workers: WorkersSettings = msgspec.field(default_factory=WorkersSettings)
+    symbols: SymbolsSettings = msgspec.field(default_factory=SymbolsSettings)
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    postgres: PostgresSettings = msgspec.field(default_factory=PostgresSettings)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    validation: ValidationSettings = msgspec.field(default_factory=ValidationSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+
+    def worker_count(self) -> int:
+        if self.workers.count:
+            return self.workers.count
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # pragma: no cover - non-Linux
+            return max(1, os.cpu_count() or 1)
+
+
+def _dec_hook(tp: type, obj: Any) -> Any:
+    if tp is Secret:
+        if isinstance(obj, str):
+            return Secret(obj)
+        raise ValueError("Expected `str`")
+    raise NotImplementedError
+
+
+def _section_types() -> dict[str, type[msgspec.Struct]]:
+    hints = msgspec.structs.fields(Config)
+    out: dict[str, type[msgspec.Struct]] = {}
+    for f in hints:
+        tp = f.type
+        assert isinstance(tp, type) and issubclass(tp, msgspec.Struct)
+        out[f.name] = tp
+    return out
+
+
+def _secret_keys() -> set[str]:
+    keys = set()
+    for section, tp in _section_types().items():
+        for f in msgspec.structs.fields(tp):
+            if f.type is Secret:
+                keys.add(f"{section}.{f.name}")
+    return keys
+
+
+def env_name(key: str) -> str:
+    """``scheduler.interval_s`` -> ``INGEST_SCHEDULER__INTERVAL_S``."""
+    section, _, field = key.partition(".")
+    return f"{ENV_PREFIX}{section.upper()}__{field.upper()}"
+
+
+_ENV_RE: Final = re.compile(r"^INGEST_([A-Z0-9_]+?)__([A-Z0-9_]+)$")
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    sections = _section_types()
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        m = _ENV_RE.match(name)
+        if not m:
+            raise ConfigError(
+                f"environment variable {name} is not of the form INGEST_<SECTION>__<KEY> "
+                "(two underscores between section and key); unset it or fix its name",
+                key=name,
+            )
+        section, field = m.group(1).lower(), m.group(2).lower()
+        if section not in sections:
+            raise ConfigError(
+                f"environment variable {name}: unknown section {section!r}; "
+                f"allowed sections: {', '.join(sorted(sections))}",
+                key=name,
+            )
+        tp = sections[section]
+        fields = {f.name: f for f in msgspec.structs.fields(tp)}
+        if field not in fields:
+            raise ConfigError(
+                f"environment variable {name}: unknown key {field!r} in [{section}]; "
+                f"allowed keys: {', '.join(sorted(fields))}",
+                key=name,
+            )
+        out.setdefault(section, {})[field] = _parse_env_value(value, fields[field].type)
+    return out
+
+
+def _parse_env_value(value: str, tp: Any) -> Any:
+    """Env strings -> something msgspec.convert(strict=False) accepts for ``tp``."""
+    origin = getattr(tp, "__origin__", None)
+    if origin is list or (isinstance(tp, type) and issubclass(tp, list)):
+        try:
+            return msgspec.json.decode(value)
+        except msgspec.DecodeError:
+            return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+def _format_error(exc: msgspec.ValidationError, raw: Mapping[str, Any], env_keys: set[str]) -> str:
+    msg = str(exc)
+    m = re.search(r" - at `\$\.([A-Za-z0-9_]+)(?:\.([A-Za-z0-9_]+))?`", msg)
+    what = msg.split(" - at `")[0]
+    if not m:
+        return f"invalid configuration: {what}"
+    section, field = m.group(1), m.group(2)
+    if field is None:
+        fm = re.match(r"([a-z_]+): (.*)$", what)
+        if fm:
+            key = f"{section}.{fm.group(1)}"
+            origin = f"environment {env_name(key)}" if key in env_keys else "config file"
+            return f"invalid configuration: {key} ({origin}): {fm.group(2)}"
+        return (
+            f"invalid configuration section [{section}]: {what}; "
+            f"allowed sections: {', '.join(sorted(_section_types()))}"
+        )
+    key = f"{section}.{field}"
+    value = (
+        raw.get(section, {}).get(field, "<default>") if isinstance(raw.get(section), dict) else "?"
+    )
+    shown = "***" if key in _secret_keys() else repr(value)
+    origin = f"environment {env_name(key)}" if key in env_keys else "config file"
+    if what.startswith("Object contains unknown field"):
+        allowed = ", ".join(f.name for f in msgspec.structs.fields(_section_types()[section]))
+        return (
+            f"invalid configuration: unknown key {key} ({origin}); "
+            f"allowed keys in [{section}]: {allowed}"
+        )
+    return f"invalid configuration: {key} = {shown} ({origin}): {what}"
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load ``path`` (TOML; None = defaults only) and apply ``INGEST_*`` environment overrides."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                f"config file {p} not found; pass --config PATH "
+                "or create it from the repo's config.toml",
+                key="--config",
+            ) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}", key="--config") from None
+    overrides = _env_overrides(env)
+    env_keys: set[str] = set()
+    for section, values in overrides.items():
+        current = raw.get(section)
+        if current is not None and not isinstance(current, dict):
+            raise ConfigError(f"config file: [{section}] must be a table", key=section)
+        raw.setdefault(section, {}).update(values)
+        env_keys.update(f"{section}.{k}" for k in values)
+    try:
+        return msgspec.convert(raw, Config, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_format_error(exc, raw, env_keys)) from None
+
+
+def describe(config: Config) -> dict[str, Any]:
+    """The effective configuration as plain data, secrets redacted (logs, ``config show``)."""
+
+    def enc(obj: Any) -> Any:
+        if isinstance(obj, Secret):
+            return obj.redacted()
+        raise NotImplementedError
+
+    out: dict[str, Any] = msgspec.to_builtins(config, enc_hook=enc)
+    return out

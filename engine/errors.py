@@ -1,0 +1,140 @@
+"""The engine's one error tree.
+
+Every failure the engine reports is an :class:`IngestionError`; third-party exceptions are
+translated into it at one boundary per adapter (``raise OurError(...) from exc``), so code above
+the adapters only ever sees these types. Whether an error is worth retrying is decided by its
+class (the ``retryable`` class attribute), never by matching message text::
+
+    IngestionError
+    ├── ConfigError                 bad config.toml / environment / CLI value (fatal at start-up)
+    ├── SymbolsError                bad symbols file (start-up: fatal; SIGHUP reload: old list kept)
+    ├── UpstreamError               anything from Yahoo
+    │   ├── UpstreamTransportError  connection refused/reset, timeout, DNS       (retryable)
+    │   ├── UpstreamStatusError     unexpected HTTP status; 5xx retryable, 4xx not
+    │   │   ├── RateLimitedError    429, or "Too Many Requests" text               (retryable)
+    │   │   └── UpstreamAuthError   401 / bad cookie or crumb -> refresh crumb once
+    │   ├── UpstreamPayloadError    HTML page, truncated or malformed JSON          (retryable)
+    │   └── CircuitOpenError        the breaker refuses calls for a while
+    ├── QuoteRejectedError          a single quote failed validation (carries the reason)
+    ├── RingError                   shared-memory ring misuse (closed, record too large)
+    ├── PublishError                NATS JetStream publish/ack failure             (retryable)
+    ├── StoreError                  PostgreSQL failure                             (retryable)
+    └── CacheError                  Redis failure                                  (retryable)
+"""
+
+from __future__ import annotations
+
+
+class IngestionError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    retryable: bool = False
+
+    @property
+    def kind(self) -> str:
+        """Stable, low-cardinality name used as a metric label and log field."""
+        return type(self).__name__
+
+
+class ConfigError(IngestionError):
+    """Invalid configuration. The message names the key, the value and what is allowed."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class SymbolsError(IngestionError):
+    """A symbols file was rejected. ``problems`` lists ``(line, symbol, reason)`` tuples."""
+
+    def __init__(self, message: str, problems: list[tuple[int, str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class UpstreamError(IngestionError):
+    """A Yahoo call failed."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class UpstreamTransportError(UpstreamError):
+    """Network-level failure: reset, refused, timeout, DNS."""
+
+
+class UpstreamStatusError(UpstreamError):
+    """An HTTP status the client does not expect. 5xx are retryable, other 4xx are not."""
+
+    def __init__(self, message: str, *, status: int, url: str | None = None) -> None:
+        super().__init__(message, url=url)
+        self.status = status
+        self.retryable = status >= 500
+
+
+class RateLimitedError(UpstreamStatusError):
+    """Yahoo answered 429 (plain text, usually without Retry-After)."""
+
+    def __init__(
+        self,
+        message: str = "Yahoo rate limit (HTTP 429): slow down",
+        *,
+        retry_after_s: float | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message, status=429, url=url)
+        self.retry_after_s = retry_after_s
+        self.retryable = True
+
+
+class UpstreamAuthError(UpstreamStatusError):
+    """401 with the finance.error envelope (Invalid Crumb / Invalid Cookie): refresh the crumb."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message, status=401, url=url)
+        self.retryable = True
+
+
+class UpstreamPayloadError(UpstreamError):
+    """The body is not what the endpoint should return (HTML outage page, truncated JSON, ...)."""
+
+
+class CircuitOpenError(UpstreamError):
+    """The circuit breaker is open; the call was not attempted."""
+
+    retryable = False
+
+
+class QuoteRejectedError(IngestionError):
+    """One quote failed validation."""
+
+    def __init__(self, symbol: str, reason: str, detail: str = "") -> None:
+        super().__init__(f"quote for {symbol!r} rejected: {reason} {detail}".rstrip())
+        self.symbol = symbol
+        self.reason = reason
+        self.detail = detail
+
+
+class RingError(IngestionError):
+    """Misuse of the shared-memory ring (closed segment, oversized write)."""
+
+
+class PublishError(IngestionError):
+    """A JetStream publish was not acknowledged."""
+
+    retryable = True
+
+
+class StoreError(IngestionError):
+    """PostgreSQL write or query failed."""
+
+    retryable = True
+
+
+class CacheError(IngestionError):
+    """Redis write or query failed."""
+
+    retryable = True

@@ -1,0 +1,220 @@
+"""Typed models at the engine's boundaries, and the validation rules for one quote.
+
+* :class:`YahooQuote` - one element of ``quoteResponse.result`` of ``/v7/finance/quote`` with
+  ``formatted=false``: every field optional (Yahoo omits what it likes), ints accepted where floats
+  are documented (Yahoo writes whole numbers without a decimal point).
+* :class:`Quote` - a validated quote inside the engine (frozen).
+* :class:`QuoteMessage` / :class:`DlqMessage` - the JSON published on ``data.market.quote`` and
+  ``data.market.dlq``; ``schemas/*.schema.json`` are generated from these and a test keeps them
+  in sync.
+* :func:`validate` - the pure rule set: a :class:`YahooQuote` in, a :class:`Quote` or a
+  :class:`Rejection` out, with the clock passed in.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Final, Literal
+
+import msgspec
+
+SCHEMA_VERSION: Final = 1
+
+
+class Rules(msgspec.Struct, frozen=True):
+    """Bounds of :func:`validate`; defaults are the product spec (config ``[validation]``).
+
+    With the spec's ``max_price`` BRK-A (~$740k) is rejected as ``price_out_of_range``; raise
+    ``validation.max_price`` to accept it.
+    """
+
+    min_price: float = 0.01  # USD, exclusive
+    max_price: float = 100_000.0  # USD, exclusive
+    max_age_regular_s: float = 300.0  # a REGULAR-session quote older than this is stale
+    max_future_skew_s: float = 120.0  # a market time further ahead of our clock is bogus
+
+
+DEFAULT_RULES: Final = Rules()
+
+
+class RejectReason(enum.IntEnum):
+    """Why a quote was rejected. Values are stable: they travel through the ring as one byte."""
+
+    MALFORMED = 1  # the quote object did not decode (wrong types)
+    MISSING_PRICE = 2
+    MISSING_TIME = 3
+    MISSING_VOLUME = 4
+    MISSING_MARKET_STATE = 5
+    NOT_TRADED = 6  # quoteType NONE: delisted/renamed stub
+    PRICE_OUT_OF_RANGE = 7
+    NEGATIVE_VOLUME = 8
+    STALE = 9  # older than 5 min while the market is REGULAR
+    FUTURE_TIMESTAMP = 10
+    UNKNOWN_MARKET_STATE = 11
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+MarketState = Literal["PREPRE", "PRE", "REGULAR", "POST", "POSTPOST", "CLOSED"]
+MARKET_STATES: Final[tuple[str, ...]] = ("PREPRE", "PRE", "REGULAR", "POST", "POSTPOST", "CLOSED")
+
+
+class YahooQuote(msgspec.Struct, frozen=True, rename="camel"):
+    """One v7 quote as Yahoo sends it (``formatted=false``). Only fields we read are declared."""
+
+    symbol: str
+    quote_type: str | None = None
+    market_state: str | None = None
+    regular_market_price: float | None = None
+    regular_market_time: int | None = None
+    regular_market_volume: int | None = None
+    regular_market_change_percent: float | None = None
+    currency: str | None = None
+    exchange: str | None = None
+
+
+class Quote(msgspec.Struct, frozen=True):
+    """A validated quote inside the engine."""
+
+    symbol: str
+    price: float
+    volume: int
+    change_percent: float | None
+    market_time: int  # epoch seconds, UTC
+    market_state: str
+    currency: str | None
+    exchange: str | None
+    source: str
+    ingest_time_ns: int
+    correlation_id: str  # UUID4, canonical text form
+    cycle: int = 0
+    stale: bool = False  # older than 5 min outside regular hours: accepted, counted
+
+    @property
+    def msg_id(self) -> str:
+        """JetStream ``Nats-Msg-Id``: the same quote is the same message."""
+        return f"{self.symbol}:{self.market_time}"
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    """A quote that failed validation, with enough context for the dead-letter queue."""
+
+    symbol: str
+    reason: RejectReason
+    detail: str
+    market_time: int | None = None
+    price: float | None = None
+
+
+class QuoteMessage(msgspec.Struct, frozen=True, omit_defaults=False):
+    """Payload of ``data.market.quote`` (JSON). Consumers must ignore unknown fields."""
+
+    schema_version: int
+    symbol: str
+    price: float
+    volume: int
+    change_percent: float | None
+    timestamp: str  # ISO-8601 UTC of the quote's market time, e.g. 2026-11-26T15:04:05Z
+    market_time: int  # the same instant, epoch seconds
+    currency: str | None
+    exchange: str | None
+    market_state: str
+    source: str
+    ingest_time: str  # ISO-8601 UTC with microseconds, when the engine fetched it
+    correlation_id: str
+    cycle: int
+
+
+class DlqMessage(msgspec.Struct, frozen=True):
+    """Payload of ``data.market.dlq`` (JSON): a rejected quote or an unpublishable message."""
+
+    schema_version: int
+    kind: Literal["rejected", "unpublishable"]
+    symbol: str
+    reason: str
+    detail: str
+    market_time: int | None
+    price: float | None
+    source: str
+    ingest_time: str
+    correlation_id: str
+    cycle: int
+
+
+def validate(
+    raw: YahooQuote, *, now_s: float, rules: Rules = DEFAULT_RULES
+) -> tuple[Quote | None, Rejection | None]:
+    """Apply the product's quote rules. Exactly one of the two results is not None.
+
+    ``now_s`` is the caller's clock (epoch seconds); the returned :class:`Quote` has placeholder
+    ``source``/``ingest_time_ns``/``correlation_id`` that the caller fills with
+    :func:`msgspec.structs.replace` (kept out of here so this stays pure).
+    """
+    sym = raw.symbol
+    if raw.quote_type == "NONE":
+        return None, Rejection(sym, RejectReason.NOT_TRADED, "quoteType NONE (delisted or renamed)")
+    price, t, vol = raw.regular_market_price, raw.regular_market_time, raw.regular_market_volume
+    if price is None:
+        return None, Rejection(sym, RejectReason.MISSING_PRICE, "regularMarketPrice absent", t)
+    if t is None:
+        return None, Rejection(
+            sym, RejectReason.MISSING_TIME, "regularMarketTime absent", None, price
+        )
+    state = raw.market_state
+    if state is None:
+        return None, Rejection(
+            sym, RejectReason.MISSING_MARKET_STATE, "marketState absent", t, price
+        )
+    if state not in MARKET_STATES:
+        return None, Rejection(
+            sym, RejectReason.UNKNOWN_MARKET_STATE, f"marketState={state!r}"[:90], t, price
+        )
+    if not (math.isfinite(price) and rules.min_price < price < rules.max_price):
+        return None, Rejection(
+            sym,
+            RejectReason.PRICE_OUT_OF_RANGE,
+            f"price={price!r} not in ({rules.min_price}, {rules.max_price})",
+            t,
+            price,
+        )
+    if vol is None:
+        return None, Rejection(
+            sym, RejectReason.MISSING_VOLUME, "regularMarketVolume absent", t, price
+        )
+    if vol < 0:
+        return None, Rejection(sym, RejectReason.NEGATIVE_VOLUME, f"volume={vol}", t, price)
+    age = now_s - t
+    if age < -rules.max_future_skew_s:
+        return None, Rejection(
+            sym, RejectReason.FUTURE_TIMESTAMP, f"market time {-age:.0f}s ahead", t, price
+        )
+    stale = age > rules.max_age_regular_s
+    if stale and state == "REGULAR":
+        return None, Rejection(
+            sym,
+            RejectReason.STALE,
+            f"age={age:.0f}s > {rules.max_age_regular_s:.0f}s in REGULAR",
+            t,
+            price,
+        )
+    cp = raw.regular_market_change_percent
+    if cp is not None and not math.isfinite(cp):
+        cp = None
+    quote = Quote(
+        symbol=sym,
+        price=float(price),
+        volume=int(vol),
+        change_percent=None if cp is None else float(cp),
+        market_time=int(t),
+        market_state=state,
+        currency=raw.currency,
+        exchange=raw.exchange,
+        source="",
+        ingest_time_ns=0,
+        correlation_id="",
+        stale=stale,
+    )
+    return quote, None
