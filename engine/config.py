@@ -120,6 +120,9 @@ class WorkersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ring_capacity: Annotated[int, msgspec.Meta(ge=1024, le=1 << 24)] = 65536
     """Records per worker ring (rounded up to a power of two)."""
     restart_backoff_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
+    skip_unchanged: bool = True
+    """Do not re-publish a quote whose market time equals the last one written for its symbol
+    (JetStream would deduplicate it only within its duplicate window)."""
 
 
 class SymbolsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -297,6 +300,13 @@ def _format_error(exc: msgspec.ValidationError, raw: Mapping[str, Any], env_keys
         return f"invalid configuration: {what}"
     section, field = m.group(1), m.group(2)
     if field is None:
+        um = re.match(r"Object contains unknown field `([^`]+)`", what)
+        if um:
+            allowed = ", ".join(f.name for f in msgspec.structs.fields(_section_types()[section]))
+            return (
+                f"invalid configuration: unknown key {section}.{um.group(1)} (config file); "
+                f"allowed keys in [{section}]: {allowed}"
+            )
         fm = re.match(r"([a-z_]+): (.*)$", what)
         if fm:
             key = f"{section}.{fm.group(1)}"
@@ -318,7 +328,18 @@ def _format_error(exc: msgspec.ValidationError, raw: Mapping[str, Any], env_keys
             f"invalid configuration: unknown key {key} ({origin}); "
             f"allowed keys in [{section}]: {allowed}"
         )
-    return f"invalid configuration: {key} = {shown} ({origin}): {what}"
+    return f"invalid configuration: {key} = {shown} ({origin}): {what}{_allowed(section, field)}"
+
+
+def _allowed(section: str, field: str) -> str:
+    """``; allowed: 'a', 'b'`` for Literal-typed fields (msgspec only says "Invalid enum value")."""
+    tp = _section_types().get(section)
+    if tp is None:
+        return ""
+    for f in msgspec.structs.fields(tp):
+        if f.name == field and getattr(f.type, "__origin__", None) is Literal:
+            return "; allowed: " + ", ".join(repr(a) for a in f.type.__args__)
+    return ""
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:

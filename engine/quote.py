@@ -126,6 +126,7 @@ class QuoteMessage(msgspec.Struct, frozen=True, omit_defaults=False):
     ingest_time: str  # ISO-8601 UTC with microseconds, when the engine fetched it
     correlation_id: str
     cycle: int
+    stale: bool = False  # older than 5 min outside regular hours (expected then; still published)
 
 
 class DlqMessage(msgspec.Struct, frozen=True):

@@ -1,0 +1,109 @@
+"""Control messages between the supervisor and its children (msgpack over pipes).
+
+Data never travels here - quotes go through the shared-memory rings; these pipes only carry
+commands and small per-cycle summaries::
+
+    supervisor -> worker     Assign, StartCycle, Stop
+    worker -> supervisor     WorkerReady, CycleFetched
+    supervisor -> publisher  Seal, Stop
+    publisher -> supervisor  PublisherReady, CyclePublished, Fatal
+"""
+
+from __future__ import annotations
+
+from multiprocessing.connection import Connection
+from typing import Final
+
+import msgspec
+
+
+class ShardAssignment(msgspec.Struct, frozen=True):
+    shard: int
+    symbols: list[str]
+    indices: list[int]  # positions in the universe (rows of the last-seen table)
+
+
+class Assign(msgspec.Struct, frozen=True, tag=True):
+    generation: int
+    state_name: str  # shared-memory segment of the last-seen market times
+    shards: list[ShardAssignment]
+
+
+class StartCycle(msgspec.Struct, frozen=True, tag=True):
+    cycle: int
+    started_at: float  # epoch seconds (scheduler's clock)
+    spread_s: float  # 0 = send every batch at once
+
+
+class Stop(msgspec.Struct, frozen=True, tag=True):
+    grace_s: float
+
+
+class WorkerReady(msgspec.Struct, frozen=True, tag=True):
+    worker: int
+    pid: int
+
+
+class CycleFetched(msgspec.Struct, frozen=True, tag=True):
+    worker: int
+    cycle: int
+    requested: int
+    fetched: int  # quotes Yahoo returned (valid + rejected)
+    valid: int
+    unchanged: int  # valid but identical to the last quote written (not re-published)
+    stale: int  # valid, older than 5 min outside regular hours
+    missing: int  # requested but absent from Yahoo's answer
+    failed: int  # symbols of batches that failed after retries
+    rejected: dict[str, int]
+    errors: dict[str, int]  # error kind -> batches
+    requests: int
+    attempts: int
+    ring_head: int
+    seconds: float
+
+
+class Seal(msgspec.Struct, frozen=True, tag=True):
+    """Every record of ``cycle`` sits before ``positions[ring]`` in each ring."""
+
+    cycle: int
+    positions: dict[int, int]
+
+
+class PublisherReady(msgspec.Struct, frozen=True, tag=True):
+    pid: int
+
+
+class CyclePublished(msgspec.Struct, frozen=True, tag=True):
+    cycle: int
+    published: int  # new messages stored in the quote stream
+    deduplicated: int  # acked as duplicates by JetStream
+    failed: int  # given up (only at shutdown when NATS never came back)
+    dlq: int  # dead letters stored
+
+
+class Fatal(msgspec.Struct, frozen=True, tag=True):
+    message: str
+
+
+Message = (
+    Assign
+    | StartCycle
+    | Stop
+    | WorkerReady
+    | CycleFetched
+    | Seal
+    | PublisherReady
+    | CyclePublished
+    | Fatal
+)
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_decoder: Final[msgspec.msgpack.Decoder[Message]] = msgspec.msgpack.Decoder(Message)
+
+
+def send(conn: Connection, msg: Message) -> None:
+    conn.send_bytes(_encoder.encode(msg))
+
+
+def recv(conn: Connection) -> Message:
+    return _decoder.decode(conn.recv_bytes())

@@ -1,0 +1,549 @@
+"""Supervisor: owns the shared memory, forks the workers and the publisher, drives the cycles.
+
+Process tree (``fork``; one container per host)::
+
+    supervisor (this)      rings + last-seen table (shared memory), scheduler, signals
+    ├── worker 0..N-1      uvloop fetch loop over its shards -> its own ring
+    └── publisher          drains all rings -> JetStream
+
+A cycle: the supervisor sends ``StartCycle`` to every worker; each answers ``CycleFetched`` with
+its ring position; once all have, the supervisor ``Seal``s the cycle (the positions every record
+of the cycle sits before) and the publisher answers ``CyclePublished`` when its acknowledged
+tails pass them. Cycles never overlap (fetch phases are serialised; an overrun is logged and
+counted and the missed ticks are skipped).
+
+Signals: SIGTERM/SIGINT stop scheduling, let the workers finish the cycle in flight (up to
+``scheduler.shutdown_grace_s``), then let the publisher drain every ring before exit - nothing
+fetched is dropped. SIGHUP reloads the symbols file and re-shards between two cycles; a bad file
+is rejected with a logged error and the old universe kept. A child that dies is restarted (with
+backoff); the shared memory outlives it, so a restarted publisher drains what the ring still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkProcess
+from typing import Any, Final, TextIO
+
+import msgspec
+
+from engine import ipc, logs
+from engine.config import Config
+from engine.errors import SymbolsError
+from engine.proc import ConnReader
+from engine.publisher import publisher_main
+from engine.ringbuf import LastSeenTable, Ring
+from engine.schedule import next_start, spread_window
+from engine.symbols import Universe, assign_shards, build_shards, load_symbols
+from engine.worker import worker_main
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S: Final = 60.0
+MAX_RESTART_BACKOFF_S: Final = 30.0
+
+_ctx = mp.get_context("fork")
+
+
+class CycleSummary(msgspec.Struct):
+    cycle: int
+    requested: int = 0
+    fetched: int = 0
+    valid: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    missing: int = 0
+    failed: int = 0
+    requests: int = 0
+    attempts: int = 0
+    rejected: dict[str, int] = msgspec.field(default_factory=dict)
+    errors: dict[str, int] = msgspec.field(default_factory=dict)
+    published: int = 0
+    deduplicated: int = 0
+    publish_failed: int = 0
+    dlq: int = 0
+    fetch_seconds: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.publish_failed == 0 and self.requested > 0
+
+    def line(self) -> str:
+        rej = sum(self.rejected.values())
+        reasons = ",".join(f"{k}={v}" for k, v in sorted(self.rejected.items()))
+        return (
+            f"cycle={self.cycle} requested={self.requested} fetched={self.fetched} "
+            f"valid={self.valid} rejected={rej}" + (f" ({reasons})" if reasons else "") + " "
+            f"published={self.published} deduplicated={self.deduplicated + self.unchanged} "
+            f"failed={self.failed + self.publish_failed} missing={self.missing} "
+            f"seconds={self.seconds:.3f}"
+        )
+
+
+class _Cycle:
+    def __init__(self, cycle: int, workers: int) -> None:
+        self.summary = CycleSummary(cycle=cycle)
+        self.t0 = time.perf_counter()
+        self.pending = set(range(workers))
+        self.heads: dict[int, int] = {}
+        self.fetched = asyncio.Event()
+        self.published = asyncio.Event()
+
+    def add_fetched(self, m: ipc.CycleFetched) -> None:
+        s = self.summary
+        s.requested += m.requested
+        s.fetched += m.fetched
+        s.valid += m.valid
+        s.unchanged += m.unchanged
+        s.stale += m.stale
+        s.missing += m.missing
+        s.failed += m.failed
+        s.requests += m.requests
+        s.attempts += m.attempts
+        s.rejected = dict(Counter(s.rejected) + Counter(m.rejected))
+        s.errors = dict(Counter(s.errors) + Counter(m.errors))
+        self.heads[m.worker] = m.ring_head
+        self.pending.discard(m.worker)
+        if not self.pending:
+            s.fetch_seconds = time.perf_counter() - self.t0
+            self.fetched.set()
+
+    def add_published(self, m: ipc.CyclePublished) -> None:
+        s = self.summary
+        s.published, s.deduplicated = m.published, m.deduplicated
+        s.publish_failed, s.dlq = m.failed, m.dlq
+        s.seconds = time.perf_counter() - self.t0
+        self.published.set()
+
+
+class _Child:
+    def __init__(self, kind: str, index: int) -> None:
+        self.kind = kind
+        self.index = index
+        self.proc: ForkProcess | None = None
+        self.conn: Connection | None = None
+        self.reader_task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+        self.restarts = 0
+        self.started_at = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.kind == "publisher" else f"worker-{self.index}"
+
+
+class Supervisor:
+    def __init__(self, config: Config, universe: Universe, *, out: TextIO = sys.stdout) -> None:
+        self.config = config
+        self.universe = universe
+        self.out = out
+        self.n_workers = config.worker_count()
+        self.rings: list[Ring] = []
+        self.notify: list[tuple[int, int]] = []
+        self.table: LastSeenTable | None = None
+        self.old_tables: list[LastSeenTable] = []
+        self.assignments: list[ipc.Assign] = []
+        self.generation = 0
+        self.workers = [_Child("worker", i) for i in range(self.n_workers)]
+        self.publisher = _Child("publisher", 0)
+        self.cycles: dict[int, _Cycle] = {}
+        self.cycle_no = 0
+        self.stopping = asyncio.Event()
+        self.reload_requested = False
+        self.fatal: str | None = None
+        self.overruns = 0
+        self.last_summary: CycleSummary | None = None
+
+    # -- shared memory and shards -----------------------------------------------------------
+
+    def _build_assignments(self, universe: Universe) -> None:
+        n_shards = self.config.workers.shards
+        shards = build_shards(universe, n_shards)
+        index = {s: i for i, s in enumerate(universe.symbols)}
+        table = LastSeenTable.create(len(universe.symbols))
+        if self.table is not None:  # carry over what the workers already wrote
+            old_index = self._index
+            for sym, i in index.items():
+                j = old_index.get(sym)
+                if j is not None:
+                    table.times[i] = self.table.times[j]
+            self.old_tables.append(self.table)
+        self.table = table
+        self._index = index
+        self.generation += 1
+        owners = assign_shards(n_shards, self.n_workers)
+        by_id = {sh.id: sh for sh in shards}
+        self.assignments = [
+            ipc.Assign(
+                generation=self.generation,
+                state_name=table.name,
+                shards=[
+                    ipc.ShardAssignment(
+                        shard=sid,
+                        symbols=list(by_id[sid].symbols),
+                        indices=[index[s] for s in by_id[sid].symbols],
+                    )
+                    for sid in owned
+                    if sid in by_id
+                ],
+            )
+            for owned in owners
+        ]
+
+    def _setup_memory(self) -> None:
+        cap = self.config.workers.ring_capacity
+        for _ in range(self.n_workers):
+            self.rings.append(Ring.create(cap))
+            r, w = os.pipe()
+            os.set_blocking(r, False)
+            os.set_blocking(w, False)
+            self.notify.append((r, w))
+        self._build_assignments(self.universe)
+
+    def _release_memory(self) -> None:
+        for ring in self.rings:
+            ring.close()
+        for t in [*self.old_tables, *([self.table] if self.table else [])]:
+            t.close()
+        for r, w in self.notify:
+            for fd in (r, w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    # -- children ---------------------------------------------------------------------------
+
+    def _spawn(self, child: _Child) -> None:
+        parent_conn, child_conn = _ctx.Pipe(duplex=True)
+        target: Callable[..., None]
+        args: tuple[Any, ...]
+        if child.kind == "publisher":
+            target = publisher_main
+            args = (self.config, self.rings, [r for r, _ in self.notify], child_conn, os.getpid())
+        else:
+            i = child.index
+            target = worker_main
+            args = (i, self.config, self.rings[i], self.notify[i][1], child_conn, os.getpid())
+        proc = _ctx.Process(target=target, args=args, name=f"ingest-{child.name}", daemon=False)
+        proc.start()
+        child_conn.close()
+        child.proc, child.conn = proc, parent_conn
+        child.ready.clear()
+        child.started_at = time.monotonic()
+        child.reader_task = asyncio.create_task(self._read_child(child, parent_conn, proc))
+        log.info("child_started", extra={"child": child.name, "pid": proc.pid})
+        if child.kind == "worker":
+            ipc.send(parent_conn, self.assignments[child.index])
+
+    async def _read_child(self, child: _Child, conn: Connection, proc: ForkProcess) -> None:
+        reader = ConnReader(conn)
+        try:
+            while True:
+                msg = await reader.get()
+                if msg is None:
+                    break
+                self._on_message(child, msg)
+        finally:
+            reader.close()
+        await asyncio.get_running_loop().run_in_executor(None, proc.join, 5.0)
+        if proc.is_alive():  # EOF without exit: should not happen
+            proc.kill()
+        await self._on_exit(child, proc)
+
+    def _on_message(self, child: _Child, msg: ipc.Message) -> None:
+        if isinstance(msg, ipc.WorkerReady | ipc.PublisherReady):
+            child.ready.set()
+            if isinstance(msg, ipc.PublisherReady):
+                for cyc, c in self.cycles.items():  # a restarted publisher needs open seals
+                    if c.fetched.is_set() and not c.published.is_set():
+                        self._seal(cyc)
+        elif isinstance(msg, ipc.CycleFetched):
+            c = self.cycles.get(msg.cycle)
+            if c is not None:
+                c.add_fetched(msg)
+                if c.fetched.is_set():
+                    self._seal(msg.cycle)
+        elif isinstance(msg, ipc.CyclePublished):
+            c = self.cycles.get(msg.cycle)
+            if c is not None:
+                c.add_published(msg)
+        elif isinstance(msg, ipc.Fatal):
+            self.fatal = msg.message
+            self.stopping.set()
+
+    def _seal(self, cycle: int) -> None:
+        c = self.cycles[cycle]
+        conn = self.publisher.conn
+        if conn is not None and self.publisher.ready.is_set():
+            positions = {w: c.heads.get(w, self.rings[w].head) for w in range(self.n_workers)}
+            with contextlib.suppress(OSError):
+                ipc.send(conn, ipc.Seal(cycle=cycle, positions=positions))
+
+    async def _on_exit(self, child: _Child, proc: ForkProcess) -> None:
+        code = proc.exitcode
+        child.proc = None
+        if child.conn is not None:
+            child.conn.close()
+            child.conn = None
+        expected = self.stopping.is_set() and code == 0
+        if expected or self.fatal:
+            log.info("child_exited", extra={"child": child.name, "exit_code": code})
+            return
+        log.error("child_died", extra={"child": child.name, "exit_code": code})
+        if child.kind == "worker":
+            for c in self.cycles.values():  # its part of the cycle in flight is lost: count it
+                if child.index in c.pending:
+                    n = sum(len(s.symbols) for s in self.assignments[child.index].shards)
+                    c.add_fetched(
+                        ipc.CycleFetched(
+                            worker=child.index,
+                            cycle=c.summary.cycle,
+                            requested=n,
+                            fetched=0,
+                            valid=0,
+                            unchanged=0,
+                            stale=0,
+                            missing=0,
+                            failed=n,
+                            rejected={},
+                            errors={"WorkerDied": 1},
+                            requests=0,
+                            attempts=0,
+                            ring_head=self.rings[child.index].head,
+                            seconds=0.0,
+                        )
+                    )
+                    if c.fetched.is_set():
+                        self._seal(c.summary.cycle)
+        quick = time.monotonic() - child.started_at < 10
+        child.restarts = child.restarts + 1 if quick else 0
+        delay = min(
+            MAX_RESTART_BACKOFF_S, self.config.workers.restart_backoff_s * 2**child.restarts
+        )
+        if self.stopping.is_set() and child.kind == "worker":
+            return
+        await asyncio.sleep(delay)
+        if not self.stopping.is_set() or child.kind == "publisher":
+            self._spawn(child)
+
+    # -- cycles -----------------------------------------------------------------------------
+
+    def _apply_reload(self) -> None:
+        self.reload_requested = False
+        path = self.config.symbols.file
+        try:
+            universe = load_symbols(path, self.config.symbols.on_invalid)
+        except SymbolsError as exc:
+            log.error(
+                "symbols_reload_rejected",
+                extra={"file": path, "error": str(exc)[:2000], "kept": len(self.universe.symbols)},
+            )
+            return
+        for sym in universe.skipped:
+            log.warning("symbol_skipped", extra={"file": path, "problem": str(sym)})
+        if universe.digest == self.universe.digest:
+            log.info("symbols_unchanged", extra={"file": path})
+            return
+        old = len(self.universe.symbols)
+        self.universe = universe
+        self._build_assignments(universe)
+        for w in self.workers:
+            if w.conn is not None:
+                ipc.send(w.conn, self.assignments[w.index])
+        log.info(
+            "symbols_reloaded",
+            extra={"file": path, "before": old, "after": len(universe.symbols)},
+        )
+
+    async def _run_cycle(self) -> _Cycle:
+        self.cycle_no += 1
+        cyc = _Cycle(self.cycle_no, self.n_workers)
+        self.cycles[self.cycle_no] = cyc
+        spread = spread_window(self.config.scheduler.interval_s, self.config.scheduler.spread)
+        msg = ipc.StartCycle(cycle=self.cycle_no, started_at=time.time(), spread_s=spread)
+        for w in self.workers:
+            if w.conn is not None and w.ready.is_set():
+                ipc.send(w.conn, msg)
+            else:  # a worker being restarted misses this cycle; its shard resumes next cycle
+                cyc.pending.discard(w.index)
+                cyc.heads[w.index] = self.rings[w.index].head
+        if not cyc.pending:
+            cyc.fetched.set()
+            self._seal(self.cycle_no)
+        log.info("cycle_started", extra={"cycle": self.cycle_no})
+        return cyc
+
+    def _finish(self, cyc: _Cycle) -> None:
+        s = cyc.summary
+        self.cycles.pop(s.cycle, None)
+        self.last_summary = s
+        level = logging.INFO if s.ok else logging.WARNING
+        log.log(level, "cycle_completed", extra=msgspec.structs.asdict(s))
+
+    async def _watch_published(self, cyc: _Cycle) -> None:
+        await cyc.published.wait()
+        self._finish(cyc)
+
+    async def _scheduler(self, *, once: bool) -> None:
+        interval = self.config.scheduler.interval_s
+        due = time.monotonic()
+        while not self.stopping.is_set():
+            if self.reload_requested:
+                self._apply_reload()
+            cyc = await self._run_cycle()
+            watcher = asyncio.create_task(self._watch_published(cyc))
+            if once:
+                await self._wait_or_stop(watcher)
+                return
+            await self._wait_or_stop(asyncio.create_task(cyc.fetched.wait()))
+            due, missed = next_start(due, interval, time.monotonic())
+            if missed:
+                self.overruns += missed
+                log.warning(
+                    "cycle_overrun",
+                    extra={"cycle": cyc.summary.cycle, "missed_ticks": missed},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=due - time.monotonic())
+
+    async def _wait_or_stop(self, task: asyncio.Task[Any]) -> None:
+        stop = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def stop(sig: signal.Signals) -> None:
+            if not self.stopping.is_set():
+                log.info("shutdown_requested", extra={"signal": sig.name})
+                self.stopping.set()
+
+        def hup() -> None:
+            log.info("reload_requested", extra={"signal": "SIGHUP"})
+            self.reload_requested = True
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, hup)
+
+    async def _wait_ready(self, timeout_s: float) -> bool:
+        children = [*self.workers, self.publisher]
+        waits = [asyncio.create_task(c.ready.wait()) for c in children]
+        stop = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait(
+            {asyncio.gather(*waits), stop}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        stop.cancel()
+        ok = all(c.ready.is_set() for c in children)
+        if not ok:
+            for w in waits:
+                w.cancel()
+            missing = [c.name for c in children if not c.ready.is_set()]
+            log.warning("children_not_ready", extra={"children": missing})
+        return ok
+
+    async def _shutdown(self) -> None:
+        grace = self.config.scheduler.shutdown_grace_s
+        self.stopping.set()
+        for w in self.workers:
+            if w.conn is not None:
+                with contextlib.suppress(OSError):
+                    ipc.send(w.conn, ipc.Stop(grace_s=grace))
+        await self._join(self.workers, grace + 5)
+        for c in list(self.cycles.values()):  # workers are gone: everything fetched is sealed
+            if not c.fetched.is_set():
+                for wi in list(c.pending):
+                    c.heads[wi] = self.rings[wi].head
+                c.pending.clear()
+                c.fetched.set()
+                self._seal(c.summary.cycle)
+        if self.publisher.conn is not None:
+            with contextlib.suppress(OSError):
+                ipc.send(self.publisher.conn, ipc.Stop(grace_s=grace))
+        await self._join([self.publisher], grace + 10)
+        left = sum(r.occupancy() for r in self.rings)
+        if left:
+            log.error("shutdown_left_unpublished", extra={"records": left})
+        else:
+            log.info("shutdown_complete", extra={"cycles": self.cycle_no})
+
+    async def _join(self, children: list[_Child], timeout_s: float) -> None:
+        tasks = [c.reader_task for c in children if c.reader_task is not None]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for c in children:
+            if c.proc is not None and c.proc.is_alive() and c.reader_task in pending:
+                log.error("child_kill", extra={"child": c.name})
+                c.proc.kill()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+    async def run(self, *, once: bool = False, timeout_s: float | None = None) -> int:
+        """Run until SIGTERM/SIGINT (or one cycle with ``once``). Returns the exit code."""
+        logs.bind(role="supervisor")
+        self._install_signals()
+        self._setup_memory()
+        log.info(
+            "engine_starting",
+            extra={
+                "workers": self.n_workers,
+                "symbols": len(self.universe.symbols),
+                "shards": self.config.workers.shards,
+                "interval_s": self.config.scheduler.interval_s,
+            },
+        )
+        try:
+            self._spawn(self.publisher)
+            for w in self.workers:
+                self._spawn(w)
+            await self._wait_ready(READY_TIMEOUT_S)
+            if not self.stopping.is_set():
+                sched = asyncio.create_task(self._scheduler(once=once))
+                if timeout_s is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(sched), timeout=timeout_s)
+                    if not sched.done():
+                        log.error("run_timed_out", extra={"timeout_s": timeout_s})
+                        self.stopping.set()
+                if once:
+                    await sched
+                else:
+                    await self._wait_or_stop(sched)
+                    sched.cancel()
+        finally:
+            await self._shutdown()
+            self._release_memory()
+        if self.fatal:
+            print(f"ingestion-agent: fatal: {self.fatal}", file=sys.stderr)
+            return 2
+        if once:
+            s = self.last_summary
+            if s is None:
+                print("ingestion-agent: the cycle did not complete", file=sys.stderr)
+                return 1
+            print(s.line(), file=self.out, flush=True)
+            return 0 if s.ok else 1
+        return 0
+
+
+async def run_engine(
+    config: Config, *, once: bool = False, timeout_s: float | None = None, out: TextIO = sys.stdout
+) -> int:
+    universe = load_symbols(config.symbols.file, config.symbols.on_invalid)
+    for problem in universe.skipped:
+        log.warning("symbol_skipped", extra={"problem": str(problem)})
+    return await Supervisor(config, universe, out=out).run(once=once, timeout_s=timeout_s)

@@ -1,0 +1,118 @@
+"""Configuration: defaults, file, environment overrides and errors that name the culprit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import Config, Secret, describe, env_name, load_config, redact_url
+from engine.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class TestLoadConfig:
+    def test_repo_config_matches_defaults(self) -> None:
+        """The documented config.toml states exactly the code's defaults."""
+        assert load_config(ROOT / "config.toml", {}) == Config()
+
+    def test_env_overrides_file(self, tmp_path: Path) -> None:
+        """INGEST_<SECTION>__<KEY> wins over the file and is converted to the field's type."""
+        f = tmp_path / "c.toml"
+        f.write_text("[scheduler]\ninterval_s = 10.0\n[workers]\ncount = 2\n")
+        c = load_config(
+            f,
+            {
+                "INGEST_SCHEDULER__INTERVAL_S": "2.5",
+                "INGEST_WORKERS__COUNT": "3",
+                "INGEST_SCHEDULER__SPREAD": "true",
+                "INGEST_YAHOO__BASE_URL": "http://127.0.0.1:8765",
+                "INGEST_HTTP__PORT": "9000",
+                "INGEST_SYMBOLS__FILE": "other.csv",
+            },
+        )
+        assert c.scheduler.interval_s == 2.5
+        assert c.workers.count == 3
+        assert c.scheduler.spread is True
+        assert c.yahoo.base_url == "http://127.0.0.1:8765"
+        assert c.http.port == 9000
+        assert c.symbols.file == "other.csv"
+
+    def test_unrelated_env_ignored(self) -> None:
+        """Variables without the prefix are not configuration."""
+        assert load_config(None, {"PATH": "/bin", "NATS_URL": "x"}) == Config()
+
+    @pytest.mark.parametrize(
+        ("env", "needle"),
+        [
+            ({"INGEST_SCHEDULER__INTERVAL_S": "abc"}, "scheduler.interval_s = 'abc'"),
+            ({"INGEST_SCHEDULER__INTERVAL_S": "0.1"}, ">= 0.5"),
+            ({"INGEST_YAHOO__BATCH_SIZE": "0"}, "yahoo.batch_size"),
+            ({"INGEST_YAHOO__TRANSPORT": "requests"}, "'curl_cffi', 'aiohttp'"),
+            ({"INGEST_YAHOO__BASE_URL": "http://h:1/path"}, "yahoo.base_url"),
+            ({"INGEST_HTTP__PORT": "70000"}, "http.port"),
+            ({"INGEST_NOPE__X": "1"}, "unknown section 'nope'"),
+            ({"INGEST_NATS__URLL": "1"}, "unknown key 'urll'"),
+            ({"INGEST_NATSURL": "1"}, "INGEST_<SECTION>__<KEY>"),
+        ],
+    )
+    def test_bad_values_name_key_value_and_rule(self, env: dict[str, str], needle: str) -> None:
+        """Each invalid value fails with a message naming the key and what is allowed."""
+        with pytest.raises(ConfigError) as ei:
+            load_config(None, env)
+        assert needle in str(ei.value)
+
+    def test_env_origin_is_named(self) -> None:
+        """The message says the bad value came from the environment, by variable name."""
+        with pytest.raises(ConfigError, match="INGEST_WORKERS__SHARDS"):
+            load_config(None, {"INGEST_WORKERS__SHARDS": "-1"})
+
+    def test_unknown_key_in_file(self, tmp_path: Path) -> None:
+        """A typo in the file is reported with the allowed keys."""
+        f = tmp_path / "c.toml"
+        f.write_text("[scheduler]\ninterval = 5\n")
+        with pytest.raises(ConfigError, match=r"unknown key scheduler\.interval"):
+            load_config(f, {})
+
+    def test_missing_and_broken_file(self, tmp_path: Path) -> None:
+        """A missing or non-TOML file is a clear error."""
+        with pytest.raises(ConfigError, match="not found"):
+            load_config(tmp_path / "nope.toml", {})
+        bad = tmp_path / "bad.toml"
+        bad.write_text("[scheduler\n")
+        with pytest.raises(ConfigError, match="not valid TOML"):
+            load_config(bad, {})
+
+    def test_cross_field_rule(self) -> None:
+        """max_price must exceed min_price."""
+        with pytest.raises(ConfigError, match=r"validation\.max_price"):
+            load_config(None, {"INGEST_VALIDATION__MAX_PRICE": "0.001"})
+
+
+class TestSecrets:
+    def test_secret_never_printed(self) -> None:
+        """Secrets stay out of repr, str, errors and describe()."""
+        c = load_config(None, {"INGEST_POSTGRES__DSN": "postgresql://u:hunter2@db:5432/x"})
+        assert "hunter2" not in repr(c)
+        assert "hunter2" not in str(describe(c))
+        assert describe(c)["postgres"]["dsn"] == "postgresql://***@db:5432/x"
+        assert c.postgres.dsn.reveal().endswith("hunter2@db:5432/x")
+
+    def test_secret_value_not_in_error(self) -> None:
+        """A bad secret value is not echoed in the error."""
+        with pytest.raises(ConfigError) as ei:
+            load_config(
+                None, {"INGEST_NATS__CONNECT_TIMEOUT_S": "x", "INGEST_NATS__URL": "nats://a:pw@h"}
+            )
+        assert "pw" not in str(ei.value)
+
+    def test_redact_url(self) -> None:
+        """Credentials are replaced, other URLs untouched."""
+        assert redact_url("redis://:pw@h:6379/0") == "redis://***@h:6379/0"
+        assert redact_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+        assert repr(Secret("x")) == "Secret('***')"
+
+    def test_env_name(self) -> None:
+        """Keys map to their environment variable names."""
+        assert env_name("scheduler.interval_s") == "INGEST_SCHEDULER__INTERVAL_S"
