@@ -23,6 +23,7 @@ import msgspec
 from engine.errors import ConfigError
 
 ENV_PREFIX: Final = "INGEST_"
+RESERVED_ENV: Final = frozenset({"INGEST_CONFIG"})  # the config file path (read by the CLI)
 
 
 class Secret:
@@ -253,7 +254,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     sections = _section_types()
     out: dict[str, dict[str, Any]] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
             continue
         m = _ENV_RE.match(name)
         if not m:

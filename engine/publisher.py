@@ -56,14 +56,17 @@ class JetStreamPublisher:
         self.nc = nc
         self.js = nc.jetstream(publish_async_max_pending=settings.max_pending_acks)
         self.retries = 0
+        self.closing = asyncio.Event()
 
     @classmethod
     @asynccontextmanager
     async def connect(
         cls, settings: NatsSettings, *, attempts: int | None = None
     ) -> AsyncIterator[JetStreamPublisher]:
-        nc = await connect_nats(settings, attempts=attempts)
+        closing = asyncio.Event()
+        nc = await connect_nats(settings, attempts=attempts, closing=closing)
         pub = cls(settings, nc)
+        pub.closing = closing
         try:
             await pub.ensure_streams()
             yield pub
@@ -73,6 +76,7 @@ class JetStreamPublisher:
     async def aclose(self) -> None:
         if self.nc.is_closed:
             return
+        self.closing.set()
         try:
             await asyncio.wait_for(self.nc.drain(), timeout=5)
         except (TimeoutError, nats.errors.Error):
@@ -138,14 +142,21 @@ class JetStreamPublisher:
         return outcome
 
 
-async def connect_nats(settings: NatsSettings, *, attempts: int | None = None) -> Any:
-    """Connect with reconnects enabled; retry the first connect (``attempts`` None = forever)."""
+async def connect_nats(
+    settings: NatsSettings, *, attempts: int | None = None, closing: asyncio.Event | None = None
+) -> Any:
+    """Connect with reconnects enabled; retry the first connect (``attempts`` None = forever).
+
+    ``closing`` set by the owner before it drains keeps the normal close out of the warnings.
+    """
+    closing = closing or asyncio.Event()
 
     async def on_error(exc: Exception) -> None:
         log.debug("nats_error", extra={"error": type(exc).__name__})
 
     async def on_disconnect() -> None:
-        log.warning("nats_disconnected")
+        if not closing.is_set():
+            log.warning("nats_disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats_reconnected")

@@ -85,6 +85,21 @@ RECORD_DTYPE: Final = np.dtype(
 Records = npt.NDArray[np.void]
 
 
+def _attach(name: str) -> shared_memory.SharedMemory:
+    """Map an existing segment without ever taking ownership of it.
+
+    Python < 3.13 registers every mapped segment with the resource tracker, which unlinks what is
+    still registered when its last user exits. A forked child shares the supervisor's tracker
+    (already running here), where the owner's registration must stay; a process with a tracker of
+    its own must unregister, or its tracker would unlink the owner's segment at exit.
+    """
+    shared_tracker = getattr(resource_tracker._resource_tracker, "_fd", None) is not None
+    shm = shared_memory.SharedMemory(name=name, create=False)
+    if not shared_tracker:
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+    return shm
+
+
 def _pow2(n: int) -> int:
     return 1 << (max(1, n) - 1).bit_length()
 
@@ -136,12 +151,9 @@ class Ring:
     @classmethod
     def attach(cls, name: str) -> Ring:
         try:
-            shm = shared_memory.SharedMemory(name=name, create=False)
+            shm = _attach(name)
         except FileNotFoundError:
             raise RingError(f"ring {name!r} does not exist (supervisor gone?)") from None
-        # Python < 3.13 registers attached segments with the resource tracker, which would unlink
-        # the supervisor's segment when this process exits; only the owner may unlink.
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
         return cls(shm, owner=False)
 
     @property
@@ -271,10 +283,9 @@ class LastSeenTable:
     @classmethod
     def attach(cls, name: str, size: int) -> LastSeenTable:
         try:
-            shm = shared_memory.SharedMemory(name=name, create=False)
+            shm = _attach(name)
         except FileNotFoundError:
             raise RingError(f"last-seen table {name!r} does not exist") from None
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
         return cls(shm, size, owner=False)
 
     @property

@@ -1,0 +1,311 @@
+"""Cycle benchmark: the engine against the bundled emulator, beside yfinance on the same emulator.
+
+Measures, for one process tree of ``ingestion-agent run --once`` (start-up included):
+wall time, CPU seconds (all processes), peak RSS (sum of every process's VmHWM), and the cycle
+latency measured from outside the engine - the emulator's access-log time of the first quote
+request to the JetStream server timestamp of the last stored message - against its floor
+``ceil(requests / in_flight) * latency``. Then the steady-state CPU per cycle of a continuous run
+(cycles after the first), the scale curve (replica symbols ``SYM.X<n>``), and yfinance's
+``yf.download(..., threads=True)`` of the same symbols from the same emulator, with the ratio.
+
+Timings on a shared 2-core machine are noisy: read the ratios, measured in one run, beside the
+absolute figures. Not a CI gate.
+
+    .venv/bin/python bench/cycle.py                       # everything (yfinance takes minutes)
+    .venv/bin/python bench/cycle.py --no-peer --sizes 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import nats
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support import EmulatorProcess, EngineProcess, delete_streams  # noqa: E402
+
+NATS_URL = os.environ.get("INGEST_NATS__URL", "nats://127.0.0.1:4222")
+
+
+def universe(n: int) -> list[str]:
+    base = [row["symbol"] for row in orjson.loads((ROOT / "symbols.json").read_bytes())]
+    if n <= len(base):
+        return base[:n]
+    out = list(base)
+    k = 1
+    while len(out) < n:
+        out.extend(f"{s}.X{k}" for s in base[: n - len(out)])
+        k += 1
+    return out
+
+
+def tree_pids(root: int) -> list[int]:
+    pids = [root]
+    try:
+        children = Path(f"/proc/{root}/task/{root}/children").read_text().split()
+    except OSError:
+        return pids
+    for c in children:
+        pids.extend(tree_pids(int(c)))
+    return pids
+
+
+def cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def hwm_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler(threading.Thread):
+    """Polls the process tree, keeping each pid's peak RSS (VmHWM); the figure is their sum."""
+
+    def __init__(self, root: int) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.peak: dict[int, int] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for pid in tree_pids(self.root):
+                self.peak[pid] = max(self.peak.get(pid, 0), hwm_kb(pid))
+            self.stop.wait(0.02)
+
+    @property
+    def total_mb(self) -> float:
+        return sum(self.peak.values()) / 1024
+
+
+def engine_env(
+    emu_url: str, sym_file: Path, stream: str, in_flight: int, cfg: Path
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+    env.update(
+        {
+            "INGEST_CONFIG": str(cfg),
+            "INGEST_NATS__URL": NATS_URL,
+            "INGEST_NATS__STREAM": f"{stream}_Q",
+            "INGEST_NATS__SUBJECT": f"bench.{stream}.quote",
+            "INGEST_NATS__DLQ_STREAM": f"{stream}_D",
+            "INGEST_NATS__DLQ_SUBJECT": f"bench.{stream}.dlq",
+            "INGEST_YAHOO__BASE_URL": emu_url,
+            "INGEST_YAHOO__MAX_IN_FLIGHT": str(in_flight),
+            "INGEST_SYMBOLS__FILE": str(sym_file),
+            "INGEST_WORKERS__RING_CAPACITY": "262144",
+            "INGEST_POSTGRES__ENABLED": "false",
+            "INGEST_REDIS__ENABLED": "false",
+            "INGEST_HTTP__ENABLED": "false",
+            "INGEST_LOG__FORMAT": "json",
+            "INGEST_LOG__LEVEL": "WARNING",
+        }
+    )
+    return env
+
+
+async def _last_msg_time(stream: str) -> tuple[int, float | None]:
+    nc = await nats.connect(NATS_URL)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(stream)
+        if not info.state.messages:
+            return 0, None
+        m = await js.get_msg(stream, info.state.last_seq)
+        ts = m.time
+        if isinstance(ts, str):  # RFC 3339 with nanoseconds
+            ts = datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", ts.replace("Z", "+00:00")))
+        return info.state.messages, ts.timestamp() if ts else None
+    finally:
+        await nc.close()
+
+
+def first_quote_request(access_log: Path, since: float) -> tuple[float | None, int]:
+    first, n = None, 0
+    for line in access_log.read_text().splitlines():
+        e = orjson.loads(line)
+        if e.get("ts", 0) >= since and "/v7/finance/quote" in e.get("path", ""):
+            n += 1
+            first = e["ts"] if first is None else min(first, e["ts"])
+    return first, n
+
+
+def run_once(emu: EmulatorProcess, access_log: Path, n: int, in_flight: int, latency_ms: float,
+             tmp: Path) -> dict[str, Any]:  # fmt: skip
+    sym = tmp / f"sym{n}.json"
+    sym.write_text(orjson.dumps(universe(n)).decode())
+    cfg = tmp / "empty.toml"
+    cfg.write_text("")
+    stream = f"B{uuid.uuid4().hex[:8]}"
+    env = engine_env(emu.url, sym, stream, in_flight, cfg)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t_start = time.time()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--once"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    sampler = RssSampler(proc.pid)
+    sampler.start()
+    out, err = proc.communicate(timeout=600)
+    wall = time.perf_counter() - t0
+    sampler.stop.set()
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    stored, last_ts = asyncio.run(_last_msg_time(f"{stream}_Q"))
+    first_ts, requests = first_quote_request(access_log, t_start)
+    delete_streams(NATS_URL, [f"{stream}_Q", f"{stream}_D"])
+    latency = (last_ts - first_ts) if (last_ts and first_ts) else None
+    floor = math.ceil(requests / in_flight) * latency_ms / 1000 if requests else None
+    return {
+        "symbols": n,
+        "in_flight": in_flight,
+        "exit_code": proc.returncode,
+        "summary": out.strip().splitlines()[-1] if out.strip() else err[-500:],
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "peak_rss_mb": round(sampler.total_mb, 1),
+        "stored": stored,
+        "requests": requests,
+        "latency_s": None if latency is None else round(latency, 3),
+        "floor_s": floor,
+        "latency_over_floor": None if not (latency and floor) else round(latency / floor, 2),
+    }
+
+
+def steady_cpu(
+    emu: EmulatorProcess, n: int, in_flight: int, cycles: int, tmp: Path
+) -> dict[str, Any]:
+    sym = tmp / f"steady{n}.json"
+    sym.write_text(orjson.dumps(universe(n)).decode())
+    cfg = tmp / "empty.toml"
+    cfg.write_text("")
+    stream = f"S{uuid.uuid4().hex[:8]}"
+    env = engine_env(emu.url, sym, stream, in_flight, cfg)
+    env.update({"INGEST_SCHEDULER__INTERVAL_S": "3", "INGEST_LOG__LEVEL": "INFO"})
+    with EngineProcess(["run"], env) as eng:
+        assert eng.proc is not None
+        eng.wait_event("cycle_completed", timeout=60)
+        pids = tree_pids(eng.proc.pid)
+        c0 = sum(cpu_s(p) for p in pids)
+        t0 = time.perf_counter()
+        eng.wait_event("cycle_completed", count=cycles + 1, timeout=30 + cycles * 10)
+        c1 = sum(cpu_s(p) for p in tree_pids(eng.proc.pid))
+        elapsed = time.perf_counter() - t0
+        done = eng.named("cycle_completed")[1 : cycles + 1]
+        eng.proc.terminate()
+        eng.wait(60)
+    delete_streams(NATS_URL, [f"{stream}_Q", f"{stream}_D"])
+    return {
+        "symbols": n,
+        "cycles": cycles,
+        "cpu_s_per_cycle": round((c1 - c0) / cycles, 3),
+        "elapsed_s": round(elapsed, 1),
+        "published_per_cycle": [d.get("published") for d in done],
+        "unchanged_per_cycle": [d.get("unchanged") for d in done],
+    }
+
+
+def yfinance_peer(emu_url: str, n: int) -> dict[str, Any]:
+    import yfinance as yf
+    from yahoo_emulator.yfsession import EmulatorSession
+
+    with tempfile.TemporaryDirectory() as cache:
+        yf.cache.set_cache_location(cache)
+        yf.set_tz_cache_location(cache)
+        session = EmulatorSession(emu_url)
+        symbols = universe(n)
+        t0 = time.perf_counter()
+        df = yf.download(symbols, period="1d", interval="1m", session=session, threads=True,
+                         progress=False, auto_adjust=False)  # fmt: skip
+        wall = time.perf_counter() - t0
+    got = 0
+    if df is not None and not df.empty:
+        close = df["Close"] if "Close" in df.columns.get_level_values(0) else df
+        got = int(close.ffill().iloc[-1].notna().sum())
+    return {"symbols": n, "wall_s": round(wall, 2), "prices": got}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--latency-ms", type=float, default=50)
+    ap.add_argument("--sizes", default="5000,20000,100000")
+    ap.add_argument("--in-flight", default="4,50", help="defaults for real Yahoo, then emulator")
+    ap.add_argument("--steady-cycles", type=int, default=5)
+    ap.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--peer-symbols", type=int, default=5000)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cycle-latest.json"))
+    a = ap.parse_args()
+    sizes = [int(x) for x in a.sizes.split(",")]
+    flights = [int(x) for x in a.in_flight.split(",")]
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "date": datetime.now().isoformat(timespec="seconds"),
+        },  # fmt: skip
+        "latency_ms": a.latency_ms,
+        "once": [],
+    }
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        log = tmp / "access.jsonl"
+        args = ["--market-state", "REGULAR", "--latency-ms", str(a.latency_ms), "--seed", "1",
+                "--max-symbols", "1500"]  # fmt: skip
+        with EmulatorProcess(args, access_log=log) as emu:
+            for f in flights:
+                r = run_once(emu, log, 5000, f, a.latency_ms, tmp)
+                results["once"].append(r)
+                print(orjson.dumps(r).decode(), flush=True)
+            for n in sizes:
+                if n == 5000:
+                    continue
+                r = run_once(emu, log, n, max(flights), a.latency_ms, tmp)
+                results["once"].append(r)
+                print(orjson.dumps(r).decode(), flush=True)
+            results["steady"] = steady_cpu(emu, 5000, flights[0], a.steady_cycles, tmp)
+            print(orjson.dumps(results["steady"]).decode(), flush=True)
+            if a.peer:
+                peer = yfinance_peer(emu.url, a.peer_symbols)
+                results["peer"] = peer
+                ours = results["once"][0]
+                base = ours["latency_s"] or ours["wall_s"]
+                peer["ratio_vs_our_default_cycle"] = round(peer["wall_s"] / base, 1)
+                print(orjson.dumps(peer).decode(), flush=True)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Shared fixtures: the Yahoo emulator as a real server process, unique NATS names, engine runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import EmulatorProcess, delete_streams
+
+ROOT = Path(__file__).resolve().parents[1]
+NATS_URL = os.environ.get("IA_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+@pytest.fixture
+def uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorProcess]:
+    """The bundled Yahoo emulator on an ephemeral port, market REGULAR, 5 ms latency."""
+    with EmulatorProcess(["--market-state", "REGULAR", "--latency-ms", "5", "--seed", "7"]) as emu:
+        yield emu
+
+
+@pytest.fixture
+def nats_names(uid: str) -> Iterator[dict[str, str]]:
+    """Unique stream and subject names for one test, deleted afterwards."""
+    names = {
+        "INGEST_NATS__STREAM": f"T_{uid}_QUOTES",
+        "INGEST_NATS__SUBJECT": f"test.{uid}.market.quote",
+        "INGEST_NATS__DLQ_STREAM": f"T_{uid}_DLQ",
+        "INGEST_NATS__DLQ_SUBJECT": f"test.{uid}.market.dlq",
+    }
+    yield names
+    delete_streams(NATS_URL, [names["INGEST_NATS__STREAM"], names["INGEST_NATS__DLQ_STREAM"]])
+
+
+@pytest.fixture
+def engine_env(
+    emulator: EmulatorProcess, nats_names: dict[str, str], tmp_path: Path
+) -> dict[str, str]:
+    """Environment for an engine subprocess against the emulator and the real NATS."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+    env.update(nats_names)
+    env.update(
+        {
+            "INGEST_NATS__URL": NATS_URL,
+            "INGEST_YAHOO__BASE_URL": emulator.url,
+            "INGEST_YAHOO__MAX_IN_FLIGHT": "16",
+            "INGEST_YAHOO__CRUMB_MIN_INTERVAL_S": "0",
+            "INGEST_YAHOO__BACKOFF_BASE_S": "0.05",
+            "INGEST_WORKERS__COUNT": "2",
+            "INGEST_SCHEDULER__INTERVAL_S": "2",
+            "INGEST_SCHEDULER__SHUTDOWN_GRACE_S": "10",
+            "INGEST_SYMBOLS__FILE": str(ROOT / "symbols.json"),
+            "INGEST_POSTGRES__ENABLED": "false",
+            "INGEST_REDIS__ENABLED": "false",
+            "INGEST_HTTP__ENABLED": "false",
+            "INGEST_LOG__FORMAT": "json",
+            "INGEST_CONFIG": str(tmp_path / "absent-ok.toml"),
+        }
+    )
+    (tmp_path / "absent-ok.toml").write_text("")
+    return env
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
