@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Final
 
 import msgspec
@@ -27,7 +26,14 @@ from engine.quote import (
     Rejection,
     RejectReason,
 )
-from engine.ringbuf import DETAIL_BYTES, KIND_QUOTE, KIND_REJECTION, RECORD_DTYPE, Records
+from engine.ringbuf import (
+    DETAIL_BYTES,
+    KIND_QUOTE,
+    KIND_REJECTION,
+    RECORD_DTYPE,
+    SYMBOL_BYTES,
+    Records,
+)
 
 SOURCES: Final[tuple[str, ...]] = ("yahoo_v7", "yahoo_stream")
 """Quote sources by record code; a second source (the websocket streamer) writes code 1."""
@@ -58,57 +64,44 @@ def to_records(
     source: int,
     ingest_time_ns: int,
 ) -> Records:
-    """Rows for the ring; correlation ids (UUID4) are minted here, one per row."""
-    rows: list[tuple[object, ...]] = []
-    for q in quotes:
-        rows.append(
-            (
-                0,
-                ingest_time_ns,
-                q.market_time,
-                q.price,
-                q.volume,
-                _NAN if q.change_percent is None else q.change_percent,
-                cycle,
-                KIND_QUOTE,
-                0,
-                _STATE_CODE.get(q.market_state, 255),
-                source,
-                FLAG_STALE if q.stale else 0,
-                0,
-                b"",
-                _b(q.symbol, 24),
-                _b(q.currency, 8),
-                _b(q.exchange, 8),
-                b"",
-            )
-        )
-    for r in rejections:
-        rows.append(
-            (
-                0,
-                ingest_time_ns,
-                r.market_time or 0,
-                _NAN if r.price is None else r.price,
-                -1,
-                _NAN,
-                cycle,
-                KIND_REJECTION,
-                int(r.reason),
-                255,
-                source,
-                0,
-                0,
-                b"",
-                _b(r.symbol, 24),
-                b"",
-                b"",
-                _b(r.detail, DETAIL_BYTES),
-            )
-        )
-    out = np.array(rows, dtype=RECORD_DTYPE)
-    if len(out):
-        out["correlation_id"] = uuid4_bytes(len(out)).view("V16").reshape(len(out))
+    """Rows for the ring; correlation ids (UUID4) are minted here, one per row.
+
+    Filled column by column (numpy converts a Python list per field in C), which is several
+    times faster than building the structured array from per-row tuples.
+    """
+    nq, n = len(quotes), len(quotes) + len(rejections)
+    out = np.zeros(n, dtype=RECORD_DTYPE)
+    if n == 0:
+        return out
+    out["ingest_time_ns"] = ingest_time_ns
+    out["cycle"] = cycle
+    out["source"] = source
+    out["correlation_id"] = uuid4_bytes(n).view("V16").reshape(n)
+    if nq:
+        q = out[:nq]
+        q["kind"] = KIND_QUOTE
+        q["market_time"] = [x.market_time for x in quotes]
+        q["price"] = [x.price for x in quotes]
+        q["volume"] = [x.volume for x in quotes]
+        q["change_percent"] = [
+            _NAN if x.change_percent is None else x.change_percent for x in quotes
+        ]
+        q["market_state"] = [_STATE_CODE.get(x.market_state, 255) for x in quotes]
+        q["flags"] = [FLAG_STALE if x.stale else 0 for x in quotes]
+        q["symbol"] = [_b(x.symbol, SYMBOL_BYTES) for x in quotes]
+        q["currency"] = [_b(x.currency, 8) for x in quotes]
+        q["exchange"] = [_b(x.exchange, 8) for x in quotes]
+    if rejections:
+        r = out[nq:]
+        r["kind"] = KIND_REJECTION
+        r["reason"] = [int(x.reason) for x in rejections]
+        r["market_state"] = 255
+        r["market_time"] = [x.market_time or 0 for x in rejections]
+        r["price"] = [_NAN if x.price is None else x.price for x in rejections]
+        r["volume"] = -1
+        r["change_percent"] = _NAN
+        r["symbol"] = [_b(x.symbol, SYMBOL_BYTES) for x in rejections]
+        r["detail"] = [_b(x.detail, DETAIL_BYTES) for x in rejections]
     return out
 
 
@@ -120,21 +113,18 @@ class OutMessage(msgspec.Struct, frozen=True, array_like=True):
 
 
 _enc: Final = msgspec.json.Encoder()
-_iso_cache: dict[int, str] = {}
 
 
-def _iso_s(t: int) -> str:
-    s = _iso_cache.get(t)
-    if s is None:
-        if len(_iso_cache) > 100_000:
-            _iso_cache.clear()
-        s = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        _iso_cache[t] = s
-    return s
+def iso_seconds(epoch_s: npt.NDArray[np.int64]) -> list[str]:
+    """Epoch seconds -> ``2026-11-26T15:04:05Z`` (vectorised)."""
+    text = np.datetime_as_string(epoch_s.astype("datetime64[s]"), unit="s")
+    return [t + "Z" for t in text.tolist()]
 
 
-def _iso_ns(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def iso_micros(epoch_ns: npt.NDArray[np.int64]) -> list[str]:
+    """Epoch nanoseconds -> ``2026-11-26T15:04:05.123456Z`` (vectorised)."""
+    text = np.datetime_as_string((epoch_ns // 1000).astype("datetime64[us]"), unit="us")
+    return [t + "Z" for t in text.tolist()]
 
 
 def _uuid_str(b: bytes) -> str:
@@ -149,14 +139,13 @@ def _text(b: bytes) -> str | None:
 def to_messages(recs: Records) -> list[OutMessage]:
     """Payloads and ``Nats-Msg-Id`` values for a slice of ring records."""
     out: list[OutMessage] = []
-    ingest_iso: dict[int, str] = {}
-    for row in recs.tolist():
-        (_, ingest_ns, mtime, price, volume, cp, cycle, kind, reason, state, src, flags, _, cid,
+    market_iso = iso_seconds(recs["market_time"])
+    ingest_iso = iso_micros(recs["ingest_time_ns"])
+    rows = recs.tolist()
+    for row, iso_m, iso_in in zip(rows, market_iso, ingest_iso, strict=True):
+        (_, _, mtime, price, volume, cp, cycle, kind, reason, state, src, flags, _, cid,
          sym_b, cur_b, exch_b, detail_b) = row  # fmt: skip
         symbol = sym_b.decode("utf-8", "replace")
-        iso_in = ingest_iso.get(ingest_ns)
-        if iso_in is None:
-            iso_in = ingest_iso[ingest_ns] = _iso_ns(ingest_ns)
         source = SOURCES[src] if src < len(SOURCES) else "unknown"
         if kind == KIND_QUOTE:
             payload = _enc.encode(
@@ -166,7 +155,7 @@ def to_messages(recs: Records) -> list[OutMessage]:
                     price=price,
                     volume=volume,
                     change_percent=None if math.isnan(cp) else cp,
-                    timestamp=_iso_s(mtime),
+                    timestamp=iso_m,
                     market_time=mtime,
                     currency=_text(cur_b),
                     exchange=_text(exch_b),

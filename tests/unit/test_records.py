@@ -1,0 +1,86 @@
+"""Ring records <-> published messages: the wire format consumers see."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+from engine.quote import DlqMessage, Quote, QuoteMessage, Rejection, RejectReason
+from engine.records import SOURCES, to_messages, to_records, uuid4_bytes
+
+T = 1_764_000_000
+
+
+def quote(sym: str = "BRK-B", **kw: object) -> Quote:
+    base: dict[str, object] = dict(
+        symbol=sym, price=512.25, volume=1234, change_percent=-0.5, market_time=T,
+        market_state="REGULAR", currency="USD", exchange="NYQ", source="", ingest_time_ns=0,
+        correlation_id="",
+    )  # fmt: skip
+    base.update(kw)
+    return Quote(**base)  # type: ignore[arg-type]
+
+
+class TestRecords:
+    def test_quote_round_trip(self) -> None:
+        """A quote written as a record comes out as the documented JSON message and msg id."""
+        recs = to_records([quote()], [], cycle=7, source=0, ingest_time_ns=T * 10**9 + 123_456_789)
+        (m,) = to_messages(recs)
+        assert not m.dlq and m.msg_id == f"BRK-B:{T}" and m.cycle == 7
+        msg = msgspec.json.decode(m.payload, type=QuoteMessage)
+        assert msg.symbol == "BRK-B" and msg.price == 512.25 and msg.volume == 1234
+        assert msg.change_percent == -0.5 and msg.market_time == T
+        assert msg.timestamp == "2025-11-24T16:00:00Z"
+        assert msg.ingest_time == "2025-11-24T16:00:00.123456Z"
+        assert msg.currency == "USD" and msg.exchange == "NYQ" and msg.market_state == "REGULAR"
+        assert msg.source == SOURCES[0] and msg.schema_version == 1 and not msg.stale
+        assert uuid.UUID(msg.correlation_id).version == 4
+
+    def test_null_change_percent_and_stale_flag(self) -> None:
+        """A missing change percent is null; the stale flag survives the ring."""
+        recs = to_records([quote(change_percent=None, stale=True, market_state="CLOSED")], [],
+                          cycle=1, source=0, ingest_time_ns=T * 10**9)  # fmt: skip
+        msg = msgspec.json.decode(to_messages(recs)[0].payload, type=QuoteMessage)
+        assert msg.change_percent is None and msg.stale and msg.market_state == "CLOSED"
+
+    def test_rejection_becomes_dead_letter(self) -> None:
+        """A rejection goes to the DLQ subject with its reason, detail and a stable msg id."""
+        rej = Rejection("XYZ", RejectReason.PRICE_OUT_OF_RANGE, "price=0.001", T, 0.001)
+        (m,) = to_messages(to_records([], [rej], cycle=3, source=0, ingest_time_ns=T * 10**9))
+        assert m.dlq and m.msg_id == f"XYZ:price_out_of_range:{T}"
+        d = msgspec.json.decode(m.payload, type=DlqMessage)
+        assert (d.kind, d.symbol, d.reason, d.detail) == (
+            "rejected",
+            "XYZ",
+            "price_out_of_range",
+            "price=0.001",
+        )
+        assert d.price == 0.001 and d.market_time == T and d.cycle == 3
+
+    def test_rejection_without_time_keys_on_cycle(self) -> None:
+        """Without a market time the DLQ msg id falls back to the cycle."""
+        rej = Rejection("XYZ", RejectReason.MISSING_TIME, "regularMarketTime absent")
+        (m,) = to_messages(to_records([], [rej], cycle=9, source=0, ingest_time_ns=T * 10**9))
+        assert m.msg_id == "XYZ:missing_time:c9"
+        assert msgspec.json.decode(m.payload, type=DlqMessage).market_time is None
+
+    def test_long_text_is_truncated_not_corrupted(self) -> None:
+        """Details longer than the record field are cut, and multi-byte text stays decodable."""
+        rej = Rejection("XYZ", RejectReason.MALFORMED, "é" * 200)
+        (m,) = to_messages(to_records([], [rej], cycle=1, source=0, ingest_time_ns=T * 10**9))
+        assert len(msgspec.json.decode(m.payload, type=DlqMessage).detail) <= 96
+
+    def test_uuid4_bytes_are_valid_and_distinct(self) -> None:
+        """Minted correlation ids are RFC 4122 version 4 and unique."""
+        ids = [uuid.UUID(bytes=bytes(row)) for row in uuid4_bytes(1000)]
+        assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in ids)
+        assert len(set(ids)) == 1000
+
+    def test_mixed_batch_keeps_order(self) -> None:
+        """Quotes then rejections, in order, each with its own correlation id."""
+        recs = to_records([quote("A"), quote("B")], [Rejection("C", RejectReason.STALE, "old", T)],
+                          cycle=1, source=0, ingest_time_ns=T * 10**9)  # fmt: skip
+        msgs = to_messages(recs)
+        assert [m.dlq for m in msgs] == [False, False, True]
+        assert [m.msg_id.split(":")[0] for m in msgs] == ["A", "B", "C"]
