@@ -191,3 +191,33 @@ class TestContinuousRun:
         assert len(done) == 1 and done[0]["requested"] == 5000
         stored = sum(quotes_by_symbol(nats_names["INGEST_NATS__STREAM"]).values())
         assert stored == done[0]["published"] == done[0]["valid"] > 4000
+
+
+class TestChildRestart:
+    @pytest.mark.timeout(120)
+    def test_killed_worker_and_publisher_are_restarted(
+        self, nats_names: dict[str, str], tmp_path: Path
+    ) -> None:
+        """SIGKILLed children come back; later cycles complete and nothing is duplicated."""
+        with EmulatorProcess(["--market-state", "REGULAR", "--latency-ms", "2"]) as emu:
+            env = _env(emu.url, nats_names, tmp_path, INGEST_SCHEDULER__INTERVAL_S="1",
+                       INGEST_WORKERS__RESTART_BACKOFF_S="0.1")  # fmt: skip
+            with EngineProcess(["run"], env) as eng:
+                eng.wait_event("cycle_completed")
+                worker = eng.wait_event("child_started", child="worker-0")
+                os.kill(worker["pid"], signal.SIGKILL)
+                eng.wait_event("child_died", child="worker-0")
+                eng.wait_event("child_started", child="worker-0", count=2)
+                n = len(eng.named("cycle_completed"))
+                eng.wait_event("cycle_completed", count=n + 1, failed=0)
+                publisher = eng.wait_event("child_started", child="publisher")
+                os.kill(publisher["pid"], signal.SIGKILL)
+                eng.wait_event("child_died", child="publisher")
+                eng.wait_event("child_started", child="publisher", count=2)
+                n = len(eng.named("cycle_completed"))
+                eng.wait_event("cycle_completed", count=n + 1)
+                eng.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+                assert eng.wait() == 0
+        msgs = stream_messages(NATS_URL, nats_names["INGEST_NATS__STREAM"])
+        ids = Counter(h["Nats-Msg-Id"] for _, h in msgs)
+        assert ids and max(ids.values()) == 1
