@@ -235,16 +235,17 @@ def steady_cpu(
 
 def yfinance_peer(emu_url: str, n: int) -> dict[str, Any]:
     import yfinance as yf
-    from yahoo_emulator.yfsession import EmulatorSession
+
+    from yahoo_emulator.yfsession import RewritingSession
 
     with tempfile.TemporaryDirectory() as cache:
         yf.cache.set_cache_location(cache)
         yf.set_tz_cache_location(cache)
-        session = EmulatorSession(emu_url)
+        session = RewritingSession(emu_url)
         symbols = universe(n)
         t0 = time.perf_counter()
-        df = yf.download(symbols, period="1d", interval="1m", session=session, threads=True,
-                         progress=False, auto_adjust=False)  # fmt: skip
+        df = yf.download(symbols, period="1d", session=session, threads=True, progress=False,
+                         auto_adjust=False)  # fmt: skip
         wall = time.perf_counter() - t0
     got = 0
     if df is not None and not df.empty:
@@ -273,7 +274,7 @@ def main() -> None:
             "python": platform.python_version(),
             "kernel": platform.release(),
             "date": datetime.now().isoformat(timespec="seconds"),
-        },  # fmt: skip
+        },
         "latency_ms": a.latency_ms,
         "once": [],
     }

@@ -1,0 +1,248 @@
+"""The emulator's state (:class:`Emulator`) and its aiohttp application (:func:`build_app`).
+
+One origin serves every Yahoo host the client rewrites to it:
+
+========================================  ==========  =====================================
+path                                      endpoint    module
+========================================  ==========  =====================================
+``GET /`` (fc.yahoo.com)                  cookie      :mod:`.auth`
+``GET /v1/test/getcrumb``                 getcrumb    :mod:`.auth`
+``GET /v7/finance/quote``                 quote       :mod:`.quotes`
+``GET /v8/finance/chart/{symbol}``        chart       :mod:`.chart`
+``/_emulator/...``                        control     :mod:`.control`
+========================================  ==========  =====================================
+
+New endpoint families (quoteSummary, ``POST /v1/finance/visualization``) are a module with an
+``async def handle_x(emu, request)`` plus one line in :func:`build_app`; the edge middleware
+gives them latency, rate limiting, faults, stats and the access log for free.
+
+The *edge* middleware does, for every Yahoo endpoint (not control): injected latency; 414 for
+an over-long request target; the per-client token bucket (429); the ``fault_429`` storm; the
+``fault_reset``/``fault_5xx``/``fault_html`` outages; then the handler; then
+``fault_truncate`` on JSON bodies; finally counts the request and writes the access-log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from aiohttp import web
+
+from yahoo_emulator import auth, chart, control, quotes
+from yahoo_emulator.auth import AuthStore
+from yahoo_emulator.chart import ChartBuilder
+from yahoo_emulator.config import EmulatorConfig, config_to_dict, patch_config
+from yahoo_emulator.faults import Faults, RateLimiter
+from yahoo_emulator.market import Market
+from yahoo_emulator.quotes import QuoteRenderer
+from yahoo_emulator.responses import (
+    FAULT,
+    JSON_CT,
+    N_SYMBOLS,
+    html_outage,
+    server_error,
+    too_many_requests,
+    uri_too_long,
+)
+from yahoo_emulator.stats import AccessLog, Stats
+from yahoo_emulator.universe import Universe, load_universe
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+EmuHandler = Callable[["Emulator", web.Request], Awaitable[web.StreamResponse]]
+
+
+class Emulator:
+    """Everything one emulated Yahoo holds. Used from its event loop's thread only."""
+
+    def __init__(
+        self,
+        cfg: EmulatorConfig | None = None,
+        *,
+        clock: Clock = time.time,
+        universe: Universe | None = None,
+    ) -> None:
+        self.cfg = cfg if cfg is not None else EmulatorConfig()
+        self.clock = clock
+        self.universe = universe if universe is not None else load_universe()
+        self.market = Market(self.universe, self.cfg, self.now())
+        self.quotes = QuoteRenderer(self.market)
+        self.charts = ChartBuilder(self.market)
+        self.auth = AuthStore(self.cfg.seed)
+        self.faults = Faults(self.cfg.seed)
+        self.limiter = RateLimiter()
+        self.stats = Stats()
+        self.delisted = frozenset(s.upper() for s in self.cfg.delisted)
+        self.access_log = AccessLog(self.cfg.access_log) if self.cfg.access_log else None
+
+    def now(self) -> float:
+        """Simulated time: the clock plus ``time_offset_s``."""
+        return self.clock() + self.cfg.time_offset_s
+
+    def configure(self, changes: Mapping[str, Any]) -> EmulatorConfig:
+        """Apply a runtime patch (validated as a whole; raises ConfigPatchError)."""
+        new = patch_config(self.cfg, changes)
+        old = self.cfg
+        logger.info("emulator config patched", extra={"changes": dict(changes)})
+        self.cfg = new
+        self.market.configure(new)
+        self.delisted = frozenset(s.upper() for s in new.delisted)
+        if new.seed != old.seed:
+            self.faults.reseed(new.seed)
+        if new.access_log != old.access_log:
+            if self.access_log is not None:
+                self.access_log.close()
+            self.access_log = AccessLog(new.access_log) if new.access_log else None
+        return new
+
+    def snapshot(self) -> dict[str, Any]:
+        out = self.stats.snapshot()
+        out["market_state"] = self.market.state_at(self.now())
+        out["instruments"] = self.market.n
+        out["cookies_issued"] = self.auth.cookies_issued
+        out["crumbs_issued"] = self.auth.crumbs_issued
+        out["config"] = config_to_dict(self.cfg)
+        return out
+
+    def record(
+        self,
+        request: web.Request,
+        endpoint: str,
+        status: int,
+        fault: str | None,
+        arrived: float,
+        t0: float,
+        latency_ms: float,
+    ) -> None:
+        self.stats.record(endpoint, status, fault)
+        if self.access_log is not None:
+            self.access_log.write(
+                {
+                    "ts": arrived,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                    "endpoint": endpoint,
+                    "n_symbols": request.get(N_SYMBOLS, 0),
+                    "client": request.remote,
+                    "latency_ms": round(latency_ms, 3),
+                    "duration_ms": round((time.perf_counter() - t0) * 1000.0, 3),
+                    "fault": fault,
+                }
+            )
+
+    def close(self) -> None:
+        if self.access_log is not None:
+            self.access_log.close()
+            self.access_log = None
+
+
+EMU_KEY: Final = web.AppKey("emulator", Emulator)
+
+
+def _gate(
+    emu: Emulator, request: web.Request, endpoint: str, cfg: EmulatorConfig
+) -> tuple[web.StreamResponse | None, str | None]:
+    """Answers that pre-empt the handler: (response, fault name) or (None, None)."""
+    if cfg.max_url_length and len(request.raw_path) > cfg.max_url_length:
+        return uri_too_long(), None
+    client = request.remote or "?"
+    if not emu.limiter.allow(client, cfg.rate_limit_rps, cfg.rate_limit_burst, emu.clock()):
+        return too_many_requests(cfg), None
+    kind = emu.faults.outage(cfg, endpoint)
+    if kind is None:
+        return None, None
+    if kind == "429":
+        return too_many_requests(cfg), "rate_limit_storm"
+    if kind == "reset":
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=500), "connection_reset"
+    if kind == "5xx":
+        return server_error(emu.faults.status_5xx()), "http_5xx"
+    return html_outage(cfg.fault_html_status), "html_outage"
+
+
+def _maybe_truncate(
+    emu: Emulator, resp: web.StreamResponse, endpoint: str, cfg: EmulatorConfig
+) -> web.StreamResponse | None:
+    if not isinstance(resp, web.Response) or resp.status != 200:
+        return None
+    body = resp.body
+    if not isinstance(body, bytes) or resp.headers.get("Content-Type") != JSON_CT:
+        return None
+    cut = emu.faults.truncate_at(cfg, endpoint, len(body))
+    if cut is None:
+        return None
+    headers = {k: v for k, v in resp.headers.items() if k.lower() != "content-length"}
+    return web.Response(body=body[:cut], status=200, headers=headers)
+
+
+async def _serve_yahoo(
+    emu: Emulator,
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    endpoint: str,
+) -> web.StreamResponse:
+    arrived, t0 = time.time(), time.perf_counter()
+    cfg = emu.cfg
+    latency = emu.faults.latency_ms(cfg)
+    if latency > 0:
+        await asyncio.sleep(latency / 1000.0)
+    resp, fault = _gate(emu, request, endpoint, cfg)
+    try:
+        if resp is None:
+            resp = await handler(request)
+            fault = request.get(FAULT)
+            cut = _maybe_truncate(emu, resp, endpoint, cfg)
+            if cut is not None:
+                resp, fault = cut, "truncated_json"
+    except web.HTTPException as exc:
+        emu.record(request, endpoint, exc.status, fault, arrived, t0, latency)
+        raise
+    status = 0 if fault == "connection_reset" else resp.status
+    emu.record(request, endpoint, status, fault, arrived, t0, latency)
+    return resp
+
+
+@web.middleware
+async def edge_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    name = request.match_info.route.name or "other"
+    endpoint = name.partition(".")[0]
+    if endpoint == "control":
+        return await handler(request)
+    return await _serve_yahoo(request.app[EMU_KEY], request, handler, endpoint)
+
+
+def _bind(fn: EmuHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await fn(request.app[EMU_KEY], request)
+
+    handler.__name__ = fn.__name__
+    return handler
+
+
+def build_app(emu: Emulator) -> web.Application:
+    app = web.Application(middlewares=[edge_middleware])
+    app[EMU_KEY] = emu
+    r = app.router
+    r.add_get("/", _bind(auth.handle_cookie), name="cookie")
+    r.add_get("/v1/test/getcrumb", _bind(auth.handle_getcrumb), name="getcrumb")
+    r.add_get("/v7/finance/quote", _bind(quotes.handle_quote), name="quote")
+    r.add_get("/v8/finance/chart/{symbol}", _bind(chart.handle_chart), name="chart")
+    r.add_get("/_emulator/health", _bind(control.handle_health), name="control.health")
+    r.add_get("/_emulator/stats", _bind(control.handle_stats), name="control.stats")
+    r.add_get("/_emulator/config", _bind(control.handle_get_config), name="control.config")
+    r.add_post("/_emulator/config", _bind(control.handle_patch_config), name="control.patch")
+    r.add_post(
+        "/_emulator/expire_crumbs", _bind(control.handle_expire_crumbs), name="control.crumbs"
+    )
+    r.add_post("/_emulator/reset", _bind(control.handle_reset), name="control.reset")
+    return app

@@ -1,0 +1,152 @@
+"""The emulator's knobs: one frozen msgspec Struct, patched as a whole at runtime.
+
+Every knob is a CLI flag (``--fault-5xx 0.1``, built from the Struct by :mod:`yahoo_emulator.cli`)
+and a key of ``POST /_emulator/config`` (a JSON object of the keys to change). A patch is merged
+into the current values and re-validated as a whole (:func:`patch_config`), so a bad patch
+changes nothing and its error names the key. The running emulator swaps the new Struct in
+atomically; handlers read ``emulator.cfg`` once per request.
+
+Probabilities are per request (``fault_429``, ``fault_5xx``, ``fault_html``, ``fault_truncate``,
+``fault_reset``, ``fault_crumb_text``) or per v7 response (``fault_invalid_quote``,
+``fault_stale_quote``: one quote of the batch is damaged). All draws come from RNGs seeded with
+``seed``, so a sequential client sees the same faults on every run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+Prob = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+
+ForcedState = Literal["", "PREPRE", "PRE", "REGULAR", "POST", "POSTPOST", "CLOSED"]
+InvalidKind = Literal["string_price", "negative_volume", "zero_price", "huge_price", "string_time"]
+FaultEndpoint = Literal["cookie", "getcrumb", "quote", "chart"]
+
+INVALID_KINDS: Final[tuple[InvalidKind, ...]] = (
+    "string_price",
+    "negative_volume",
+    "zero_price",
+    "huge_price",
+    "string_time",
+)
+
+
+class EmulatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """All knobs of the emulator. Defaults: a well-behaved Yahoo with today's batch limit."""
+
+    seed: int = 1
+    # --- market -------------------------------------------------------------------------------
+    market_state: ForcedState = ""
+    freeze: bool = False
+    tick_s: Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)] = 1.0
+    time_offset_s: float = 0.0
+    min_trade_prob: Prob = 0.05
+    delisted: tuple[str, ...] = ("BRKS", "SI", "SIMP")
+    replicas: bool = True
+    # --- cookie / crumb -----------------------------------------------------------------------
+    require_auth: bool = True
+    crumb_ttl_s: NonNegFloat = 0.0
+    crumb_style: Literal["mixed", "plain", "special"] = "mixed"
+    getcrumb_no_cookie: Literal["empty", "401"] = "empty"
+    # --- limits -------------------------------------------------------------------------------
+    max_symbols: NonNegInt = 100
+    max_url_length: NonNegInt = 8192
+    rate_limit_rps: NonNegFloat = 0.0
+    rate_limit_burst: Annotated[float, msgspec.Meta(ge=1.0)] = 10.0
+    retry_after_s: NonNegInt | None = None
+    rate_limit_body: str = "Too Many Requests\r\n"
+    # --- latency ------------------------------------------------------------------------------
+    latency_ms: NonNegFloat = 0.0
+    latency_jitter_ms: NonNegFloat = 0.0
+    # --- faults -------------------------------------------------------------------------------
+    fault_429: Prob = 0.0
+    fault_5xx: Prob = 0.0
+    fault_html: Prob = 0.0
+    fault_html_status: Annotated[int, msgspec.Meta(ge=200, le=599)] = 200
+    fault_truncate: Prob = 0.0
+    fault_reset: Prob = 0.0
+    fault_invalid_quote: Prob = 0.0
+    invalid_kinds: tuple[InvalidKind, ...] = INVALID_KINDS
+    fault_stale_quote: Prob = 0.0
+    stale_age_s: NonNegFloat = 3600.0
+    fault_crumb_text: Prob = 0.0
+    fault_endpoints: tuple[FaultEndpoint, ...] = ("quote", "chart")
+    # --- logging ------------------------------------------------------------------------------
+    access_log: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.invalid_kinds:
+            raise ValueError("invalid_kinds: must name at least one kind")
+
+
+HELP: Final[dict[str, str]] = {
+    "seed": "seed of the price walks, history, crumbs and fault draws",
+    "market_state": "force marketState (PREPRE/PRE/REGULAR/POST/POSTPOST/CLOSED); empty = follow "
+    "America/New_York wall time",
+    "freeze": "prices never change (regularMarketTime stays put too)",
+    "tick_s": "price-walk tick in seconds (walks advance lazily, one vectorised step per request)",
+    "time_offset_s": "added to the wall clock to get the simulated time (e.g. jump into REGULAR)",
+    "min_trade_prob": "floor of the per-tick trade probability of illiquid symbols",
+    "delisted": "comma list of symbols answered with the quoteType NONE stub (404 on chart)",
+    "replicas": "accept {BASE}.X{n} (n=1..999) as replicas of BASE with their own walk",
+    "require_auth": "v7 quote requires the A3 cookie and its crumb",
+    "crumb_ttl_s": "crumbs expire this many seconds after issue (0 = never)",
+    "crumb_style": "mixed: crumbs sometimes hold '/' or '.'; plain: never; special: always",
+    "getcrumb_no_cookie": "getcrumb without a valid cookie: 'empty' 200 body or '401'",
+    "max_symbols": "more symbols than this in one v7 request -> 429 (0 = no limit)",
+    "max_url_length": "request target longer than this -> 414 (0 = no limit)",
+    "rate_limit_rps": "token-bucket refill per client IP, requests/s (0 = off)",
+    "rate_limit_burst": "token-bucket size",
+    "retry_after_s": "send Retry-After with this value on 429s (default: no header, like Yahoo)",
+    "rate_limit_body": "body of 429 answers",
+    "latency_ms": "added latency per request, ms",
+    "latency_jitter_ms": "uniform extra latency in [0, jitter], ms",
+    "fault_429": "probability of a 429 on any Yahoo endpoint (1.0 = a 429 storm)",
+    "fault_5xx": "probability of a 5xx answer (500/502/503/504)",
+    "fault_html": "probability of the HTML 'Will be right back' outage page",
+    "fault_html_status": "HTTP status of the outage page",
+    "fault_truncate": "probability a JSON body is cut short (status 200)",
+    "fault_reset": "probability the connection is reset without an answer",
+    "fault_invalid_quote": "probability one quote of a v7 batch is invalid (see invalid_kinds)",
+    "invalid_kinds": "comma list: string_price,negative_volume,zero_price,huge_price,string_time",
+    "fault_stale_quote": "probability one quote of a v7 batch carries an old regularMarketTime",
+    "stale_age_s": "age of such a stale quote, seconds",
+    "fault_crumb_text": "probability getcrumb answers 'Too Many Requests' as the crumb (200)",
+    "fault_endpoints": "endpoints subject to the 5xx/html/truncate/reset faults "
+    "(cookie,getcrumb,quote,chart)",
+    "access_log": "JSON-lines access log file (empty = none)",
+}
+
+
+class ConfigPatchError(ValueError):
+    """A runtime patch was rejected; the message names the key."""
+
+
+def patch_config(cfg: EmulatorConfig, changes: Mapping[str, Any]) -> EmulatorConfig:
+    """``cfg`` with ``changes`` applied, validated as a whole. Raises :class:`ConfigPatchError`."""
+    if not isinstance(changes, Mapping):
+        raise ConfigPatchError("config patch must be a JSON object of knob -> value")
+    merged: dict[str, Any] = msgspec.to_builtins(cfg)
+    merged.update(changes)
+    try:
+        return msgspec.convert(merged, EmulatorConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigPatchError(str(exc)) from None
+
+
+def config_from_mapping(values: Mapping[str, Any], *, strict: bool = True) -> EmulatorConfig:
+    """Build a config from plain data (``strict=False`` also converts strings, for the CLI)."""
+    try:
+        return msgspec.convert(dict(values), EmulatorConfig, strict=strict)
+    except msgspec.ValidationError as exc:
+        raise ConfigPatchError(str(exc)) from None
+
+
+def config_to_dict(cfg: EmulatorConfig) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.to_builtins(cfg)
+    return out

@@ -1,0 +1,65 @@
+"""Control and introspection endpoints under ``/_emulator/`` (never faulted, delayed or counted).
+
+* ``GET  /_emulator/health`` -> ``{"ok": true}``
+* ``GET  /_emulator/stats`` -> counters (:class:`~yahoo_emulator.stats.Stats`) plus market state,
+  instruments, cookies/crumbs issued and the current config
+* ``GET  /_emulator/config`` -> the current knobs
+* ``POST /_emulator/config`` with a JSON object of knobs -> the new knobs; 400
+  ``{"error": ...}`` naming the bad key (nothing changes then)
+* ``POST /_emulator/expire_crumbs`` -> ``{"expired": n}``: every crumb becomes invalid now
+* ``POST /_emulator/reset`` -> zero the counters and empty the rate-limit buckets
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from yahoo_emulator.config import ConfigPatchError, config_to_dict
+
+if TYPE_CHECKING:
+    from yahoo_emulator.app import Emulator
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_INDENT_2),
+        status=status,
+        content_type="application/json",
+    )
+
+
+async def handle_health(emu: Emulator, request: web.Request) -> web.StreamResponse:
+    return _json({"ok": True})
+
+
+async def handle_stats(emu: Emulator, request: web.Request) -> web.StreamResponse:
+    return _json(emu.snapshot())
+
+
+async def handle_get_config(emu: Emulator, request: web.Request) -> web.StreamResponse:
+    return _json(config_to_dict(emu.cfg))
+
+
+async def handle_patch_config(emu: Emulator, request: web.Request) -> web.StreamResponse:
+    try:
+        changes = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        return _json({"error": f"body is not JSON: {exc}"}, status=400)
+    try:
+        cfg = emu.configure(changes)
+    except ConfigPatchError as exc:
+        return _json({"error": str(exc)}, status=400)
+    return _json(config_to_dict(cfg))
+
+
+async def handle_expire_crumbs(emu: Emulator, request: web.Request) -> web.StreamResponse:
+    return _json({"expired": emu.auth.expire_all()})
+
+
+async def handle_reset(emu: Emulator, request: web.Request) -> web.StreamResponse:
+    emu.stats.reset()
+    emu.limiter.reset()
+    return _json({"ok": True})

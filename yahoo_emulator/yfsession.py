@@ -1,0 +1,33 @@
+"""Point yfinance (which has no base-URL setting) at the emulator.
+
+yfinance accepts ``session=`` (a ``curl_cffi`` Session); this subclass rewrites every
+``https://*.yahoo.com/...`` URL - cookie seeding, getcrumb, query1/query2 - to one origin, so a
+yfinance user's own code runs unchanged against the emulator. Used by the fidelity tests and by
+the benchmark's yfinance peer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from curl_cffi import requests as curl
+
+_YAHOO = re.compile(r"^https?://(?P<host>(?:[A-Za-z0-9-]+\.)*yahoo\.com)(?=[/?]|$)")
+
+
+class RewritingSession(curl.Session[curl.Response]):
+    """A curl_cffi Session that sends every ``*.yahoo.com`` request to ``origin``."""
+
+    def __init__(self, origin: str, **kwargs: Any) -> None:
+        super().__init__(impersonate="chrome", **kwargs)
+        self.origin = origin.rstrip("/")
+        self.hosts: Counter[str] = Counter()
+
+    def request(self, method: Any, url: str, *args: Any, **kwargs: Any) -> Any:
+        m = _YAHOO.match(url)
+        if m is not None:
+            self.hosts[m.group("host")] += 1
+            url = self.origin + url[m.end() :]
+        return super().request(method, url, *args, **kwargs)
