@@ -82,7 +82,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _db(config: Config, args: argparse.Namespace) -> int:
-    from engine import dbcli
+    import engine.dbcli as dbcli
 
     if args.db_command == "migrate":
         return asyncio.run(dbcli.migrate_command(config.postgres, sys.stdout))

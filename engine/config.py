@@ -159,6 +159,9 @@ class PostgresSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_buffered_rows: Annotated[int, msgspec.Meta(ge=1000)] = 200_000
     """Rows kept in memory while PostgreSQL is down before spilling to ``spill_dir``."""
     spill_dir: str = "var/spill"
+    flush_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 2.0
+    """How long the publisher waits for PostgreSQL to take a batch before spilling it to disk
+    (only then may the batch leave the shared-memory ring)."""
 
 
 class RedisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

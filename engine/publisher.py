@@ -8,9 +8,14 @@
   number of un-acked messages), then every ack is checked. A message whose ack is an error or does
   not arrive in time is published again with the same ``Nats-Msg-Id`` - JetStream drops the copy
   if the first one did land, so retries never duplicate.
-* A ring's ``tail`` moves only after every message of a chunk is acknowledged. If this process
-  dies, its successor re-reads from the tail: at-least-once into JetStream, exactly-once in the
-  stream (dedup by ``{symbol}:{market time}``).
+* The same chunk's quotes go to PostgreSQL (:class:`~engine.store.QuoteStore`, COPY in the
+  background) and Redis (:class:`~engine.cache.QuoteCache`); neither can hold up publishing.
+* A ring's ``tail`` moves only after every message of a chunk is acknowledged by JetStream *and*
+  its rows are durable - committed to PostgreSQL, or spilled to a fsync'd file when PostgreSQL
+  does not take them within ``postgres.flush_timeout_s`` (a committer task batches this, so a
+  slow database delays the tail, never the publishing). If this process dies, its successor
+  re-reads from the tail: at-least-once into JetStream and PostgreSQL, exactly-once in the stream
+  (dedup by ``Nats-Msg-Id`` = ``{symbol}:{market time}``) and in the table (primary key).
 """
 
 from __future__ import annotations
@@ -34,11 +39,13 @@ from nats.js.api import StorageType, StreamConfig
 
 from engine import ipc, logs
 from engine.backoff import full_jitter
+from engine.cache import QuoteCache
 from engine.config import Config, NatsSettings
-from engine.errors import PublishError
+from engine.errors import PublishError, StoreError
 from engine.proc import ConnReader, child_init, run_loop
 from engine.records import OutMessage, to_messages
 from engine.ringbuf import Ring
+from engine.store import QuoteStore
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +244,10 @@ class Publisher:
         self.counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         self.seals: dict[int, dict[int, int]] = {}
         self.events = [asyncio.Event() for _ in self.rings]
+        self.to_commit: dict[int, int] = {}  # ring -> position published, not yet durable
+        self.commit_wake = asyncio.Event()
+        self.store: QuoteStore | None = None
+        self.cache: QuoteCache | None = None
 
     def _wake(self, i: int) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -277,12 +288,31 @@ class Publisher:
                 await self.events[i].wait()
                 self.events[i].clear()
                 continue
-            msgs = to_messages(recs)
-            outcome = await jsp.publish(msgs, give_up_at=self.give_up_at)
-            self._account(msgs, outcome)
+            d = to_messages(recs)
+            outcome = await jsp.publish(d.messages, give_up_at=self.give_up_at)
+            self._account(d.messages, outcome)
+            if self.store is not None:
+                self.store.submit(d.quotes)
+            if self.cache is not None:
+                self.cache.submit([*d.quotes, *d.unchanged])
             pos += len(recs)
-            ring.commit(pos)
+            self.to_commit[i] = pos
+            self.commit_wake.set()
+
+    async def _committer(self, drains: Sequence[asyncio.Task[None]]) -> None:
+        """Move ring tails once what was published is durable in PostgreSQL (or spilled)."""
+        timeout = self.config.postgres.flush_timeout_s
+        while True:
+            await self.commit_wake.wait()
+            self.commit_wake.clear()
+            batch, self.to_commit = self.to_commit, {}
+            if batch and self.store is not None:
+                await self.store.flush(timeout)
+            for i, pos in batch.items():
+                self.rings[i].commit(pos)
             self._check_seals()
+            if self.stopping and all(d.done() for d in drains) and not self.to_commit:
+                return
 
     async def run(self) -> None:
         logs.bind(role="publisher")
@@ -291,15 +321,25 @@ class Publisher:
         for i, fd in enumerate(self.notify_fds):
             loop.add_reader(fd, self._wake, i)
         try:
-            async with JetStreamPublisher.connect(self.config.nats) as jsp:
+            async with contextlib.AsyncExitStack() as stack:
+                jsp = await stack.enter_async_context(JetStreamPublisher.connect(self.config.nats))
+                if self.config.postgres.enabled:
+                    self.store = await stack.enter_async_context(
+                        QuoteStore.connect(self.config.postgres)
+                    )
+                if self.config.redis.enabled:
+                    self.cache = await stack.enter_async_context(
+                        QuoteCache.connect(self.config.redis)
+                    )
                 await self._serve(jsp, reader)
-        except PublishError as exc:  # the stream cannot be set up: a configuration problem
+        except (PublishError, StoreError) as exc:  # cannot be set up: a configuration problem
             log.error("publisher_fatal", extra={"error": str(exc)})
             ipc.send(self.conn, ipc.Fatal(message=str(exc)))
 
     async def _serve(self, jsp: JetStreamPublisher, reader: ConnReader) -> None:
         ipc.send(self.conn, ipc.PublisherReady(pid=os.getpid()))
         drains = [asyncio.create_task(self._drain(i, jsp)) for i in range(len(self.rings))]
+        committer = asyncio.create_task(self._committer(drains))
         while True:
             msg = await reader.get()
             if isinstance(msg, ipc.Seal):
@@ -312,6 +352,10 @@ class Publisher:
                 for e in self.events:
                     e.set()
                 await asyncio.gather(*drains)
+                self.commit_wake.set()
+                await committer
+                if self.cache is not None:
+                    await self.cache.drain(min(grace, 5.0))
                 left = sum(r.occupancy() for r in self.rings)
                 log.info("publisher_stopped", extra={"left_in_rings": left})
                 return

@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import enum
+import functools
 import math
+import time
 from typing import Final, Literal
 
 import msgspec
@@ -98,6 +100,26 @@ class Quote(msgspec.Struct, frozen=True):
         """JetStream ``Nats-Msg-Id``: the same quote is the same message."""
         return f"{self.symbol}:{self.market_time}"
 
+    def to_message(self) -> QuoteMessage:
+        """The document published on ``data.market.quote`` and cached at ``market:{SYMBOL}``."""
+        return QuoteMessage(
+            schema_version=SCHEMA_VERSION,
+            symbol=self.symbol,
+            price=self.price,
+            volume=self.volume,
+            change_percent=self.change_percent,
+            timestamp=iso_seconds(self.market_time),
+            market_time=self.market_time,
+            currency=self.currency,
+            exchange=self.exchange,
+            market_state=self.market_state,
+            source=self.source,
+            ingest_time=iso_micros(self.ingest_time_ns),
+            correlation_id=self.correlation_id,
+            cycle=self.cycle,
+            stale=self.stale,
+        )
+
 
 class Rejection(msgspec.Struct, frozen=True):
     """A quote that failed validation, with enough context for the dead-letter queue."""
@@ -143,6 +165,19 @@ class DlqMessage(msgspec.Struct, frozen=True):
     ingest_time: str
     correlation_id: str
     cycle: int
+
+
+@functools.lru_cache(maxsize=65536)
+def iso_seconds(epoch_s: int) -> str:
+    """Epoch seconds -> ``2026-11-26T15:04:05Z`` (market times repeat a lot: cached)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
+
+
+@functools.lru_cache(maxsize=1024)
+def iso_micros(epoch_ns: int) -> str:
+    """Epoch nanoseconds -> ``2026-11-26T15:04:05.123456Z`` (one value per batch: cached)."""
+    s, ns = divmod(epoch_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{ns // 1000:06d}Z"
 
 
 def validate(

@@ -22,14 +22,15 @@ from engine.quote import (
     SCHEMA_VERSION,
     DlqMessage,
     Quote,
-    QuoteMessage,
     Rejection,
     RejectReason,
+    iso_micros,
 )
 from engine.ringbuf import (
     DETAIL_BYTES,
     KIND_QUOTE,
     KIND_REJECTION,
+    KIND_UNCHANGED,
     RECORD_DTYPE,
     SYMBOL_BYTES,
     Records,
@@ -63,13 +64,15 @@ def to_records(
     cycle: int,
     source: int,
     ingest_time_ns: int,
+    unchanged: Sequence[Quote] = (),
 ) -> Records:
     """Rows for the ring; correlation ids (UUID4) are minted here, one per row.
 
     Filled column by column (numpy converts a Python list per field in C), which is several
     times faster than building the structured array from per-row tuples.
     """
-    nq, n = len(quotes), len(quotes) + len(rejections)
+    nq, nu = len(quotes), len(unchanged)
+    n = nq + nu + len(rejections)
     out = np.zeros(n, dtype=RECORD_DTYPE)
     if n == 0:
         return out
@@ -77,22 +80,26 @@ def to_records(
     out["cycle"] = cycle
     out["source"] = source
     out["correlation_id"] = uuid4_bytes(n).view("V16").reshape(n)
-    if nq:
-        q = out[:nq]
-        q["kind"] = KIND_QUOTE
-        q["market_time"] = [x.market_time for x in quotes]
-        q["price"] = [x.price for x in quotes]
-        q["volume"] = [x.volume for x in quotes]
+    for kind, group, q in (
+        (KIND_QUOTE, quotes, out[:nq]),
+        (KIND_UNCHANGED, unchanged, out[nq : nq + nu]),
+    ):
+        if not group:
+            continue
+        q["kind"] = kind
+        q["market_time"] = [x.market_time for x in group]
+        q["price"] = [x.price for x in group]
+        q["volume"] = [x.volume for x in group]
         q["change_percent"] = [
-            _NAN if x.change_percent is None else x.change_percent for x in quotes
+            _NAN if x.change_percent is None else x.change_percent for x in group
         ]
-        q["market_state"] = [_STATE_CODE.get(x.market_state, 255) for x in quotes]
-        q["flags"] = [FLAG_STALE if x.stale else 0 for x in quotes]
-        q["symbol"] = [_b(x.symbol, SYMBOL_BYTES) for x in quotes]
-        q["currency"] = [_b(x.currency, 8) for x in quotes]
-        q["exchange"] = [_b(x.exchange, 8) for x in quotes]
+        q["market_state"] = [_STATE_CODE.get(x.market_state, 255) for x in group]
+        q["flags"] = [FLAG_STALE if x.stale else 0 for x in group]
+        q["symbol"] = [_b(x.symbol, SYMBOL_BYTES) for x in group]
+        q["currency"] = [_b(x.currency, 8) for x in group]
+        q["exchange"] = [_b(x.exchange, 8) for x in group]
     if rejections:
-        r = out[nq:]
+        r = out[nq + nu :]
         r["kind"] = KIND_REJECTION
         r["reason"] = [int(x.reason) for x in rejections]
         r["market_state"] = 255
@@ -115,18 +122,6 @@ class OutMessage(msgspec.Struct, frozen=True, array_like=True):
 _enc: Final = msgspec.json.Encoder()
 
 
-def iso_seconds(epoch_s: npt.NDArray[np.int64]) -> list[str]:
-    """Epoch seconds -> ``2026-11-26T15:04:05Z`` (vectorised)."""
-    text = np.datetime_as_string(epoch_s.astype("datetime64[s]"), unit="s")
-    return [t + "Z" for t in text.tolist()]
-
-
-def iso_micros(epoch_ns: npt.NDArray[np.int64]) -> list[str]:
-    """Epoch nanoseconds -> ``2026-11-26T15:04:05.123456Z`` (vectorised)."""
-    text = np.datetime_as_string((epoch_ns // 1000).astype("datetime64[us]"), unit="us")
-    return [t + "Z" for t in text.tolist()]
-
-
 def _uuid_str(b: bytes) -> str:
     h = b.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -136,44 +131,51 @@ def _text(b: bytes) -> str | None:
     return b.decode("utf-8", "replace") or None
 
 
-def to_messages(recs: Records) -> list[OutMessage]:
-    """Payloads and ``Nats-Msg-Id`` values for a slice of ring records."""
+class Decoded(msgspec.Struct):
+    """A slice of ring records, decoded for the publisher's three destinations."""
+
+    messages: list[OutMessage]  # quotes and dead letters for JetStream
+    quotes: list[Quote]  # new quotes: PostgreSQL and Redis
+    unchanged: list[Quote]  # still-current quotes: refresh Redis only
+
+
+def to_messages(recs: Records) -> Decoded:
+    """Payloads and ``Nats-Msg-Id`` values for a slice of ring records, and its quotes.
+
+    The quotes (valid ones only, with their correlation ids) are what the store and the cache
+    receive; their JSON is exactly the published payload (:meth:`Quote.to_message`).
+    """
     out: list[OutMessage] = []
-    market_iso = iso_seconds(recs["market_time"])
-    ingest_iso = iso_micros(recs["ingest_time_ns"])
-    rows = recs.tolist()
-    for row, iso_m, iso_in in zip(rows, market_iso, ingest_iso, strict=True):
-        (_, _, mtime, price, volume, cp, cycle, kind, reason, state, src, flags, _, cid,
+    quotes: list[Quote] = []
+    unchanged: list[Quote] = []
+    for row in recs.tolist():
+        (_, ingest_ns, mtime, price, volume, cp, cycle, kind, reason, state, src, flags, _, cid,
          sym_b, cur_b, exch_b, detail_b) = row  # fmt: skip
         symbol = sym_b.decode("utf-8", "replace")
         source = SOURCES[src] if src < len(SOURCES) else "unknown"
-        if kind == KIND_QUOTE:
-            payload = _enc.encode(
-                QuoteMessage(
-                    schema_version=SCHEMA_VERSION,
-                    symbol=symbol,
-                    price=price,
-                    volume=volume,
-                    change_percent=None if math.isnan(cp) else cp,
-                    timestamp=iso_m,
-                    market_time=mtime,
-                    currency=_text(cur_b),
-                    exchange=_text(exch_b),
-                    market_state=MARKET_STATES[state] if state < len(MARKET_STATES) else "UNKNOWN",
-                    source=source,
-                    ingest_time=iso_in,
-                    correlation_id=_uuid_str(bytes(cid)),
-                    cycle=cycle,
-                    stale=bool(flags & FLAG_STALE),
-                )
+        if kind != KIND_REJECTION:
+            q = Quote(
+                symbol=symbol,
+                price=price,
+                volume=volume,
+                change_percent=None if math.isnan(cp) else cp,
+                market_time=mtime,
+                market_state=MARKET_STATES[state] if state < len(MARKET_STATES) else "UNKNOWN",
+                currency=_text(cur_b),
+                exchange=_text(exch_b),
+                source=source,
+                ingest_time_ns=ingest_ns,
+                correlation_id=_uuid_str(bytes(cid)),
+                cycle=cycle,
+                stale=bool(flags & FLAG_STALE),
             )
-            out.append(OutMessage(False, f"{symbol}:{mtime}", payload, cycle))
+            if kind == KIND_UNCHANGED:
+                unchanged.append(q)
+                continue
+            quotes.append(q)
+            out.append(OutMessage(False, q.msg_id, _enc.encode(q.to_message()), cycle))
         else:
-            reason_label = (
-                RejectReason(reason).label
-                if reason in RejectReason._value2member_map_
-                else str(reason)
-            )
+            reason_label = _REASON_LABEL.get(reason, str(reason))
             payload = _enc.encode(
                 DlqMessage(
                     schema_version=SCHEMA_VERSION,
@@ -184,11 +186,11 @@ def to_messages(recs: Records) -> list[OutMessage]:
                     market_time=mtime or None,
                     price=None if math.isnan(price) else price,
                     source=source,
-                    ingest_time=iso_in,
+                    ingest_time=iso_micros(ingest_ns),
                     correlation_id=_uuid_str(bytes(cid)),
                     cycle=cycle,
                 )
             )
             key = mtime if mtime else f"c{cycle}"
             out.append(OutMessage(True, f"{symbol}:{reason_label}:{key}", payload, cycle))
-    return out
+    return Decoded(out, quotes, unchanged)

@@ -54,6 +54,7 @@ _H_MAGIC, _H_CAPACITY, _H_RECSIZE, _H_HEAD, _H_TAIL, _H_GENERATION = range(6)
 
 KIND_QUOTE: Final = 1
 KIND_REJECTION: Final = 2
+KIND_UNCHANGED: Final = 3  # same market time as the last quote written: refreshes the cache only
 
 SYMBOL_BYTES: Final = 24
 DETAIL_BYTES: Final = 96
@@ -67,7 +68,7 @@ RECORD_DTYPE: Final = np.dtype(
         ("volume", "<i8"),  # -1 = unknown (rejections only)
         ("change_percent", "<f8"),  # NaN = null
         ("cycle", "<u4"),
-        ("kind", "u1"),  # KIND_QUOTE / KIND_REJECTION
+        ("kind", "u1"),  # KIND_QUOTE / KIND_REJECTION / KIND_UNCHANGED
         ("reason", "u1"),  # engine.quote.RejectReason for rejections, else 0
         ("market_state", "u1"),  # index into engine.quote.MARKET_STATES, 255 = unknown
         ("source", "u1"),  # index into engine.source.SOURCES

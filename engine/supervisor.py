@@ -152,6 +152,7 @@ class Supervisor:
         self.rings: list[Ring] = []
         self.notify: list[tuple[int, int]] = []
         self.table: LastSeenTable | None = None
+        self._index: dict[str, int] = {}
         self.old_tables: list[LastSeenTable] = []
         self.assignments: list[ipc.Assign] = []
         self.generation = 0
@@ -268,15 +269,15 @@ class Supervisor:
                     if c.fetched.is_set() and not c.published.is_set():
                         self._seal(cyc)
         elif isinstance(msg, ipc.CycleFetched):
-            c = self.cycles.get(msg.cycle)
-            if c is not None:
-                c.add_fetched(msg)
-                if c.fetched.is_set():
+            fetched = self.cycles.get(msg.cycle)
+            if fetched is not None:
+                fetched.add_fetched(msg)
+                if fetched.fetched.is_set():
                     self._seal(msg.cycle)
         elif isinstance(msg, ipc.CyclePublished):
-            c = self.cycles.get(msg.cycle)
-            if c is not None:
-                c.add_published(msg)
+            published = self.cycles.get(msg.cycle)
+            if published is not None:
+                published.add_published(msg)
         elif isinstance(msg, ipc.Fatal):
             self.fatal = msg.message
             self.stopping.set()
@@ -443,8 +444,9 @@ class Supervisor:
         children = [*self.workers, self.publisher]
         waits = [asyncio.create_task(c.ready.wait()) for c in children]
         stop = asyncio.create_task(self.stopping.wait())
+        all_ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*waits))
         await asyncio.wait(
-            {asyncio.gather(*waits), stop}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            {all_ready, stop}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
         )
         stop.cancel()
         ok = all(c.ready.is_set() for c in children)

@@ -92,7 +92,7 @@ class RingSink:
         now = self._clock()
         times = self.last_seen.times if self.last_seen is not None else None
         valid = []
-        unchanged = 0
+        unchanged = []
         written: list[tuple[int, int]] = []
         rejections: list[Rejection] = []
         for yq in quotes:
@@ -104,7 +104,7 @@ class RingSink:
             idx = self.index_of.get(q.symbol)
             if idx is not None and times is not None:
                 if self._skip_unchanged and times[idx] == q.market_time:
-                    unchanged += 1
+                    unchanged.append(q)
                     continue
                 written.append((idx, q.market_time))
             valid.append(q)
@@ -116,13 +116,18 @@ class RingSink:
                 "quote_rejected",
                 extra={"symbol": r.symbol, "reason": r.reason.label, "detail": r.detail},
             )
-        stats.valid += len(valid) + unchanged
-        stats.unchanged += unchanged
-        if not valid and not rejections:
-            return
+        stats.valid += len(valid) + len(unchanged)
+        stats.unchanged += len(unchanged)
         recs = to_records(
-            valid, rejections, cycle=cycle, source=source, ingest_time_ns=time.time_ns()
+            valid,
+            rejections,
+            cycle=cycle,
+            source=source,
+            ingest_time_ns=time.time_ns(),
+            unchanged=unchanged,
         )
+        if not len(recs):
+            return
         await self.ring.write(recs, on_full=self._on_full)
         if times is not None:
             for idx, t in written:

@@ -7,9 +7,16 @@ import uuid
 import msgspec
 
 from engine.quote import DlqMessage, Quote, QuoteMessage, Rejection, RejectReason
-from engine.records import SOURCES, to_messages, to_records, uuid4_bytes
+from engine.records import SOURCES, OutMessage, to_messages, to_records, uuid4_bytes
 
 T = 1_764_000_000
+
+
+def one_dlq(rej: Rejection, cycle: int) -> OutMessage:
+    (m,) = to_messages(
+        to_records([], [rej], cycle=cycle, source=0, ingest_time_ns=T * 10**9)
+    ).messages
+    return m
 
 
 def quote(sym: str = "BRK-B", **kw: object) -> Quote:
@@ -26,7 +33,7 @@ class TestRecords:
     def test_quote_round_trip(self) -> None:
         """A quote written as a record comes out as the documented JSON message and msg id."""
         recs = to_records([quote()], [], cycle=7, source=0, ingest_time_ns=T * 10**9 + 123_456_789)
-        (m,) = to_messages(recs)
+        (m,) = to_messages(recs).messages
         assert not m.dlq and m.msg_id == f"BRK-B:{T}" and m.cycle == 7
         msg = msgspec.json.decode(m.payload, type=QuoteMessage)
         assert msg.symbol == "BRK-B" and msg.price == 512.25 and msg.volume == 1234
@@ -41,13 +48,15 @@ class TestRecords:
         """A missing change percent is null; the stale flag survives the ring."""
         recs = to_records([quote(change_percent=None, stale=True, market_state="CLOSED")], [],
                           cycle=1, source=0, ingest_time_ns=T * 10**9)  # fmt: skip
-        msg = msgspec.json.decode(to_messages(recs)[0].payload, type=QuoteMessage)
+        msg = msgspec.json.decode(to_messages(recs).messages[0].payload, type=QuoteMessage)
         assert msg.change_percent is None and msg.stale and msg.market_state == "CLOSED"
 
     def test_rejection_becomes_dead_letter(self) -> None:
         """A rejection goes to the DLQ subject with its reason, detail and a stable msg id."""
         rej = Rejection("XYZ", RejectReason.PRICE_OUT_OF_RANGE, "price=0.001", T, 0.001)
-        (m,) = to_messages(to_records([], [rej], cycle=3, source=0, ingest_time_ns=T * 10**9))
+        (m,) = to_messages(
+            to_records([], [rej], cycle=3, source=0, ingest_time_ns=T * 10**9)
+        ).messages
         assert m.dlq and m.msg_id == f"XYZ:price_out_of_range:{T}"
         d = msgspec.json.decode(m.payload, type=DlqMessage)
         assert (d.kind, d.symbol, d.reason, d.detail) == (
@@ -61,14 +70,18 @@ class TestRecords:
     def test_rejection_without_time_keys_on_cycle(self) -> None:
         """Without a market time the DLQ msg id falls back to the cycle."""
         rej = Rejection("XYZ", RejectReason.MISSING_TIME, "regularMarketTime absent")
-        (m,) = to_messages(to_records([], [rej], cycle=9, source=0, ingest_time_ns=T * 10**9))
+        (m,) = to_messages(
+            to_records([], [rej], cycle=9, source=0, ingest_time_ns=T * 10**9)
+        ).messages
         assert m.msg_id == "XYZ:missing_time:c9"
         assert msgspec.json.decode(m.payload, type=DlqMessage).market_time is None
 
     def test_long_text_is_truncated_not_corrupted(self) -> None:
         """Details longer than the record field are cut, and multi-byte text stays decodable."""
         rej = Rejection("XYZ", RejectReason.MALFORMED, "é" * 200)
-        (m,) = to_messages(to_records([], [rej], cycle=1, source=0, ingest_time_ns=T * 10**9))
+        (m,) = to_messages(
+            to_records([], [rej], cycle=1, source=0, ingest_time_ns=T * 10**9)
+        ).messages
         assert len(msgspec.json.decode(m.payload, type=DlqMessage).detail) <= 96
 
     def test_uuid4_bytes_are_valid_and_distinct(self) -> None:
@@ -81,6 +94,19 @@ class TestRecords:
         """Quotes then rejections, in order, each with its own correlation id."""
         recs = to_records([quote("A"), quote("B")], [Rejection("C", RejectReason.STALE, "old", T)],
                           cycle=1, source=0, ingest_time_ns=T * 10**9)  # fmt: skip
-        msgs = to_messages(recs)
+        d = to_messages(recs)
+        msgs, quotes = d.messages, d.quotes
+        assert [q.symbol for q in quotes] == ["A", "B"]
         assert [m.dlq for m in msgs] == [False, False, True]
         assert [m.msg_id.split(":")[0] for m in msgs] == ["A", "B", "C"]
+
+
+class TestUnchanged:
+    def test_unchanged_quotes_refresh_cache_only(self) -> None:
+        """Unchanged quotes travel the ring but are not published or stored again."""
+        recs = to_records([quote("A")], [], cycle=1, source=0, ingest_time_ns=T * 10**9,
+                          unchanged=[quote("B")])  # fmt: skip
+        d = to_messages(recs)
+        assert [m.msg_id.split(":")[0] for m in d.messages] == ["A"]
+        assert [q.symbol for q in d.quotes] == ["A"]
+        assert [q.symbol for q in d.unchanged] == ["B"]

@@ -1,0 +1,368 @@
+"""Redis cache of the latest quote per symbol: ``market:{SYMBOL}`` -> JSON, TTL 60 s.
+
+Encoding
+    The value of ``<key_prefix><SYMBOL>`` (default prefix ``market:``) is a JSON **string**: the
+    same document as the ``data.market.quote`` NATS message (:class:`engine.quote.QuoteMessage`,
+    ``schema_version`` included), so a consumer reads it with one ``GET`` and one decoder.
+    Every write sets the TTL (``ttl_s``, default 60 s): a symbol that stops updating vanishes.
+
+Key names
+    The symbol is percent-encoded (UTF-8) except for ``A-Z a-z 0-9 . - ^ = _``, the characters of
+    real Yahoo symbols (``BRK-B``, ``^GSPC``, ``EURUSD=X``), so keys stay readable while a
+    symbol holding ``:``, ``*``, spaces, quotes, newlines or non-ASCII can neither collide with
+    another key namespace nor act as a glob in ``SCAN MATCH market:*``. Redis arguments are
+    length-prefixed, so nothing is ever interpolated into a command.
+
+Older never overwrites newer
+    Writes go through one Lua script (atomic per key): it decodes the current value's
+    ``market_time`` and refuses a quote whose market time is older; an equal time overwrites
+    (Yahoo repeats the last quote outside market hours: that refreshes the TTL). A value that is
+    not our JSON is overwritten. One script call covers up to :data:`CHUNK` keys, and every
+    drained batch is sent as one pipeline (``SCRIPT LOAD`` first, so a restarted Redis with an
+    empty script cache needs no extra round trip or retry). Measured: 5,000 keys in ~50 ms,
+    against ~85-135 ms with one call per key (bench/store_bench.py).
+
+Outages
+    ``submit()`` never blocks: it merges the quotes into a map of the newest pending quote per
+    symbol and wakes a background writer. If Redis is down the map is kept (it is bounded by the
+    number of symbols), the store is marked unavailable (one WARNING and one ``outages`` count
+    per outage) and the writer retries with capped backoff; when Redis is back the map, i.e. the
+    latest quote of every symbol seen meanwhile, is written in one pipeline (the refill).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Self
+from urllib.parse import quote as _pct
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from engine.config import RedisSettings
+from engine.errors import CacheError, ConfigError
+from engine.quote import Quote
+
+logger = logging.getLogger(__name__)
+
+CHUNK: Final = 250  # keys per script call
+MAX_PENDING_SYMBOLS: Final = 200_000
+_BACKOFF_BASE_S: Final = 0.5
+_BACKOFF_MAX_S: Final = 10.0
+_SAFE: Final = "._-^="  # plus ASCII letters and digits (always safe for urllib.parse.quote)
+_SAFE_SYMBOL_RE: Final = re.compile(r"[A-Za-z0-9._\-^=]*")
+
+# KEYS[i]: key; ARGV[2i-1]: JSON document; ARGV[2i]: its market_time; ARGV[#ARGV]: TTL (s).
+# A newer market time replaces the document; the same market time only refreshes the TTL (the
+# quote is still current: the engine re-submits unchanged quotes every cycle for this, so a key
+# lives as long as its symbol is being fetched, and a restarted Redis is refilled within one
+# cycle); an older one is ignored. Returns the number of keys written or refreshed.
+WRITE_LATEST_LUA: Final = """
+local ttl = ARGV[#ARGV]
+local written = 0
+for i, key in ipairs(KEYS) do
+  local t = tonumber(ARGV[2 * i])
+  local cur = redis.pcall('GET', key)
+  local action = 'set'
+  if type(cur) == 'string' then
+    local ok, doc = pcall(cjson.decode, cur)
+    if ok and type(doc) == 'table' then
+      local ct = tonumber(doc['market_time'])
+      if ct and ct > t then action = 'skip'
+      elseif ct and ct == t then action = 'touch' end
+    end
+  end
+  if action == 'set' then
+    redis.call('SET', key, ARGV[2 * i - 1], 'EX', ttl)
+    written = written + 1
+  elseif action == 'touch' then
+    redis.call('EXPIRE', key, ttl)
+    written = written + 1
+  end
+end
+return written
+"""
+
+WRITE_LATEST_SHA: Final = hashlib.sha1(WRITE_LATEST_LUA.encode(), usedforsecurity=False).hexdigest()
+_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_:\-]{0,64}$")  # RedisSettings.key_prefix
+_encoder: Final = msgspec.json.Encoder()
+
+
+def cache_key(prefix: str, symbol: str) -> str:
+    """``market:`` + ``BRK-B`` -> ``market:BRK-B``; unsafe characters are %-encoded (UTF-8)."""
+    if _SAFE_SYMBOL_RE.fullmatch(symbol):
+        return prefix + symbol
+    return prefix + _pct(symbol, safe=_SAFE, encoding="utf-8", errors="strict")
+
+
+def encode_value(q: Quote) -> bytes:
+    return _encoder.encode(q.to_message())
+
+
+def newest_per_symbol(
+    quotes: Iterable[Quote], into: dict[str, Quote] | None = None
+) -> dict[str, Quote]:
+    """Keep the quote with the greatest market time per symbol (a later one wins a tie)."""
+    out: dict[str, Quote] = {} if into is None else into
+    for q in quotes:
+        cur = out.get(q.symbol)
+        if cur is None or q.market_time >= cur.market_time:
+            out[q.symbol] = q
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    available: bool
+    keys_written: int
+    keys_skipped_older: int  # Redis held a newer quote
+    keys_unencodable: int  # symbol not valid UTF-8 (lone surrogate): never cached
+    pending_symbols: int  # waiting to be written (during an outage: the refill)
+    outages: int
+    last_error_kind: str | None
+    last_batch_keys: int
+    last_batch_s: float | None
+
+
+class QuoteCache:
+    """Owner of the Redis connection; ``async with QuoteCache.connect(settings) as cache``."""
+
+    def __init__(self, settings: RedisSettings) -> None:
+        if not _PREFIX_RE.match(settings.key_prefix):
+            raise ConfigError(
+                f"redis.key_prefix {settings.key_prefix!r} must match {_PREFIX_RE.pattern}",
+                key="redis.key_prefix",
+            )
+        self._settings = settings
+        self._prefix = settings.key_prefix
+        self._client: Any = None
+        self._dirty: dict[str, Quote] = {}
+        self._inflight: dict[str, Quote] = {}
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._available = True
+        self._down_since = 0.0
+        self._attempt = 0
+        self._c = {"written": 0, "older": 0, "unencodable": 0, "outages": 0}
+        self._last_error_kind: str | None = None
+        self._last_batch_keys = 0
+        self._last_batch_s: float | None = None
+
+    @classmethod
+    def connect(cls, settings: RedisSettings) -> QuoteCache:
+        return cls(settings)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def stats(self) -> CacheStats:
+        return CacheStats(
+            available=self._available,
+            keys_written=self._c["written"],
+            keys_skipped_older=self._c["older"],
+            keys_unencodable=self._c["unencodable"],
+            pending_symbols=len(self._dirty) + len(self._inflight),
+            outages=self._c["outages"],
+            last_error_kind=self._last_error_kind,
+            last_batch_keys=self._last_batch_keys,
+            last_batch_s=self._last_batch_s,
+        )
+
+    async def start(self) -> None:
+        """Create the client and check Redis once; an outage is logged, never raised."""
+        if not self._settings.enabled or self._client is not None:
+            return
+        s = self._settings
+        self._client = aioredis.Redis.from_url(
+            s.url.reveal(),
+            socket_timeout=s.timeout_s,
+            socket_connect_timeout=s.timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+            decode_responses=False,
+        )
+        try:
+            await self._client.ping()
+        except (RedisError, OSError) as exc:
+            self._mark_down(exc)
+        self._task = asyncio.create_task(self._writer(), name="cache-writer")
+
+    def submit(self, quotes: Sequence[Quote]) -> None:
+        """Queue quotes for the cache (newest per symbol kept). Never blocks or raises on outage."""
+        if not self._settings.enabled or not quotes:
+            return
+        if self._closed:
+            raise CacheError("QuoteCache.submit() after aclose()")
+        newest_per_symbol(quotes, self._dirty)
+        if len(self._dirty) > MAX_PENDING_SYMBOLS:  # only with an unbounded symbol universe
+            for sym in list(self._dirty)[: len(self._dirty) - MAX_PENDING_SYMBOLS]:
+                del self._dirty[sym]
+        self._wake.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until every submitted quote was written (True) or ``timeout_s`` passed (False)."""
+        if not self._settings.enabled or self._task is None:
+            return True
+        deadline = time.monotonic() + timeout_s
+        self._wake.set()
+        while self._dirty or self._inflight:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
+        return True
+
+    async def write_latest(self, quotes: Sequence[Quote]) -> int:
+        """Write quotes now in one pipeline; returns keys written. Raises :class:`CacheError`."""
+        if self._client is None:
+            raise CacheError("QuoteCache is not started")
+        started = time.perf_counter()
+        latest = newest_per_symbol(quotes)
+        chunks = self._encode(latest.values())
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.script_load(WRITE_LATEST_LUA)
+                for keys, args in chunks:
+                    pipe.evalsha(WRITE_LATEST_SHA, len(keys), *keys, *args)
+                results = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise CacheError(f"Redis write failed: {type(exc).__name__}: {exc}") from exc
+        written = sum(int(r) for r in results[1:])
+        self._c["written"] += written
+        self._c["older"] += sum(len(k) for k, _ in chunks) - written
+        self._last_batch_keys = len(latest)
+        self._last_batch_s = time.perf_counter() - started
+        return written
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _encode(self, quotes: Iterable[Quote]) -> list[tuple[list[str], list[Any]]]:
+        chunks: list[tuple[list[str], list[Any]]] = []
+        keys: list[str] = []
+        args: list[Any] = []
+        ttl = self._settings.ttl_s
+        for q in quotes:
+            try:
+                key = cache_key(self._prefix, q.symbol)
+                value = encode_value(q)
+            except (ValueError, TypeError, msgspec.EncodeError):  # lone surrogates and the like
+                self._c["unencodable"] += 1
+                continue
+            keys.append(key)
+            args += (value, q.market_time)
+            if len(keys) == CHUNK:
+                chunks.append((keys, [*args, ttl]))
+                keys, args = [], []
+        if keys:
+            chunks.append((keys, [*args, ttl]))
+        return chunks
+
+    async def _writer(self) -> None:
+        while not self._closing.is_set():  # see QuoteStore._writer
+            if not self._dirty:
+                self._progress.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._inflight, self._dirty = self._dirty, {}
+            try:
+                await self.write_latest(list(self._inflight.values()))
+            except CacheError as exc:
+                # keep the newest of what failed and what arrived meanwhile
+                newest_per_symbol(self._dirty.values(), self._inflight)
+                self._dirty, self._inflight = self._inflight, {}
+                self._mark_down(exc)
+                self._progress.set()
+                await self._sleep_backoff()
+                continue
+            except Exception:  # a bug, not an outage: drop this batch, keep the task alive
+                logger.exception(
+                    "cache batch failed unexpectedly; dropped",
+                    extra={"event": "cache_batch_dropped", "keys": len(self._inflight)},
+                )
+                self._inflight = {}
+                self._progress.set()
+                continue
+            refill = len(self._inflight)
+            self._inflight = {}
+            self._mark_up(refill)
+            self._progress.set()
+
+    async def _sleep_backoff(self) -> None:
+        delay = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** min(self._attempt, 16))
+        self._attempt += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), timeout=delay)
+
+    def _mark_down(self, exc: BaseException) -> None:
+        cause = exc.__cause__ if isinstance(exc, CacheError) and exc.__cause__ else exc
+        self._last_error_kind = type(cause).__name__
+        if not self._available:
+            logger.debug("Redis still unavailable", extra={"event": "redis_retry_failed"})
+            return
+        self._available = False
+        self._down_since = time.monotonic()
+        self._c["outages"] += 1
+        logger.warning(
+            "Redis unavailable; cache writes are kept (latest per symbol) and retried",
+            extra={
+                "event": "redis_unavailable",
+                "url": self._settings.url.redacted(),
+                "error_kind": self._last_error_kind,
+                "error": str(exc)[:300],
+            },
+        )
+
+    def _mark_up(self, refilled: int) -> None:
+        self._attempt = 0
+        if self._available:
+            return
+        self._available = True
+        logger.info(
+            "Redis available again; cache refilled",
+            extra={
+                "event": "redis_recovered",
+                "outage_s": round(time.monotonic() - self._down_since, 3),
+                "keys_refilled": refilled,
+            },
+        )
