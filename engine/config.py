@@ -87,6 +87,20 @@ class YahooSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     backoff_base_s: PositiveFloat = 0.25
     backoff_max_s: PositiveFloat = 8.0
     crumb_min_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    # adaptive rate limit shared by every process and every Yahoo call (engine/ratelimit.py)
+    rate_initial_rps: PositiveFloat = 10.0
+    rate_min_rps: PositiveFloat = 0.2
+    rate_max_rps: PositiveFloat = 50.0
+    rate_burst: Annotated[float, msgspec.Meta(ge=1)] = 120.0
+    rate_increase_rps: PositiveFloat = 0.5
+    rate_decrease_factor: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
+    rate_slow_latency_s: PositiveFloat = 3.0
+    # circuit breaker (engine/breaker.py)
+    breaker_consecutive_failures: Annotated[int, msgspec.Meta(ge=1)] = 8
+    breaker_failure_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    breaker_min_calls: Annotated[int, msgspec.Meta(ge=1)] = 20
+    breaker_window_s: PositiveFloat = 60.0
+    breaker_cooldown_s: PositiveFloat = 5.0
 
     def __post_init__(self) -> None:
         if self.base_url:
@@ -100,6 +114,11 @@ class YahooSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                     f"base_url: {self.base_url!r} must be one origin such as "
                     "http://127.0.0.1:8765 (scheme and host, no path), or empty for real Yahoo"
                 )
+        if not self.rate_min_rps <= self.rate_initial_rps <= self.rate_max_rps:
+            raise ValueError(
+                f"rate_initial_rps: {self.rate_initial_rps} must lie between rate_min_rps "
+                f"({self.rate_min_rps}) and rate_max_rps ({self.rate_max_rps})"
+            )
         if self.backoff_max_s < self.backoff_base_s:
             raise ValueError(
                 f"backoff_max_s: {self.backoff_max_s} must be >= "

@@ -26,8 +26,10 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -40,8 +42,10 @@ import msgspec
 from engine import ipc, logs
 from engine.config import Config
 from engine.errors import SymbolsError
+from engine.guard import YahooGuard, policies_from
 from engine.proc import ConnReader
 from engine.publisher import publisher_main
+from engine.ratelimit import cycle_budget, cycles_to_cover, headroom
 from engine.ringbuf import LastSeenTable, Ring
 from engine.schedule import next_start, spread_window
 from engine.symbols import Universe, assign_shards, build_shards, load_symbols
@@ -74,6 +78,9 @@ class CycleSummary(msgspec.Struct):
     dlq: int = 0
     fetch_seconds: float = 0.0
     seconds: float = 0.0
+    rate_rps: float = 0.0
+    rate_headroom: float = 0.0
+    breaker: str = "CLOSED"
 
     @property
     def ok(self) -> bool:
@@ -153,6 +160,8 @@ class Supervisor:
         self.notify: list[tuple[int, int]] = []
         self.table: LastSeenTable | None = None
         self._index: dict[str, int] = {}
+        self.guard: YahooGuard | None = None
+        self.lock_dir = ""
         self.old_tables: list[LastSeenTable] = []
         self.assignments: list[ipc.Assign] = []
         self.generation = 0
@@ -164,6 +173,7 @@ class Supervisor:
         self.reload_requested = False
         self.fatal: str | None = None
         self.overruns = 0
+        self.rate_snapshot: tuple[float, float, str] = (0.0, 0.0, "CLOSED")
         self.last_summary: CycleSummary | None = None
 
     # -- shared memory and shards -----------------------------------------------------------
@@ -211,8 +221,13 @@ class Supervisor:
             os.set_blocking(w, False)
             self.notify.append((r, w))
         self._build_assignments(self.universe)
+        self.lock_dir = tempfile.mkdtemp(prefix="ingestion-agent-")
+        self.guard = YahooGuard.create(self.lock_dir, *policies_from(self.config.yahoo))
 
     def _release_memory(self) -> None:
+        if self.guard is not None:
+            self.guard.close()
+            shutil.rmtree(self.lock_dir, ignore_errors=True)
         for ring in self.rings:
             ring.close()
         for t in [*self.old_tables, *([self.table] if self.table else [])]:
@@ -234,7 +249,10 @@ class Supervisor:
         else:
             i = child.index
             target = worker_main
-            args = (i, self.config, self.rings[i], self.notify[i][1], child_conn, os.getpid())
+            args = (
+                i, self.config, self.rings[i], self.notify[i][1], child_conn, os.getpid(),
+                self.guard,
+            )  # fmt: skip
         proc = _ctx.Process(target=target, args=args, name=f"ingest-{child.name}", daemon=False)
         proc.start()
         child_conn.close()
@@ -382,10 +400,40 @@ class Supervisor:
             cyc.fetched.set()
             self._seal(self.cycle_no)
         log.info("cycle_started", extra={"cycle": self.cycle_no})
+        self._check_budget()
         return cyc
+
+    def _requests_per_cycle(self) -> int:
+        size = self.config.yahoo.batch_size
+        return sum(-(-sum(len(sh.symbols) for sh in a.shards) // size) for a in self.assignments)
+
+    def _check_budget(self) -> None:
+        """Say so when the rate limiter's budget cannot cover a whole cycle."""
+        if self.guard is None:
+            return
+        rate, brk_state = self.guard.snapshot()
+        policy = self.guard.rate_policy
+        need = self._requests_per_cycle()
+        budget = cycle_budget(rate, policy, self.config.scheduler.interval_s)
+        self.rate_snapshot = (rate.rate, headroom(rate, policy), brk_state.state.name)
+        if budget < need:
+            log.warning(
+                "rate_budget_insufficient",
+                extra={
+                    "requests_needed": need,
+                    "budget": round(budget, 1),
+                    "rate_rps": round(rate.rate, 3),
+                    "cycles_per_pass": cycles_to_cover(need, budget),
+                },
+            )
 
     def _finish(self, cyc: _Cycle) -> None:
         s = cyc.summary
+        if self.guard is not None:
+            rate, brk_state = self.guard.snapshot()
+            s.rate_rps = round(rate.rate, 3)
+            s.rate_headroom = round(headroom(rate, self.guard.rate_policy), 3)
+            s.breaker = brk_state.state.name
         self.cycles.pop(s.cycle, None)
         self.last_summary = s
         level = logging.INFO if s.ok else logging.WARNING

@@ -28,7 +28,8 @@ import msgspec
 
 from engine import ipc, logs
 from engine.config import Config
-from engine.errors import UpstreamError
+from engine.errors import CircuitOpenError, RateLimitedError, UpstreamError
+from engine.guard import Guard
 from engine.proc import ConnReader, child_init, run_loop
 from engine.quote import Rejection, RejectReason, Rules, YahooQuote, validate
 from engine.records import to_records
@@ -151,50 +152,94 @@ class QuoteSource(Protocol):
 
 
 class YahooPollSource:
-    """Batched ``/v7/finance/quote`` polling with a bounded number of requests in flight."""
+    """Batched ``/v7/finance/quote`` polling with a bounded number of requests in flight.
+
+    Fairness: symbols whose last batch failed go first in the next cycle, then the rest by how
+    long ago they were last fetched (oldest first), so when Yahoo's budget cannot cover a whole
+    cycle the same tail is not starved every time. A batch that still fails after its retries is
+    split in halves (recursively) to isolate a symbol that poisons it; rate limiting and an open
+    breaker are not a batch's fault and are not split.
+    """
 
     code = 0
+    NO_SPLIT: tuple[type[UpstreamError], ...] = (RateLimitedError, CircuitOpenError)
 
-    def __init__(self, client: YahooClient, *, batch_size: int, in_flight: int) -> None:
+    def __init__(
+        self,
+        client: YahooClient,
+        *,
+        batch_size: int,
+        in_flight: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client
         self.batch_size = batch_size
         self._sem = asyncio.Semaphore(max(1, in_flight))
+        self._clock = clock
+        self.failed: set[str] = set()
+        self.last_fetched: dict[str, float] = {}
 
-    async def _one(
-        self,
-        i: int,
-        batch: Sequence[str],
-        sink: RingSink,
-        cycle: int,
-        start_at: float,
-        stats: CycleStats,
+    def order(self, symbols: Sequence[str]) -> list[str]:
+        """Failed first, then least recently fetched first (stable for equal times)."""
+        last = self.last_fetched
+        failed = self.failed
+        return sorted(symbols, key=lambda s: (s not in failed, last.get(s, 0.0)))
+
+    async def _fetch(
+        self, batch: Sequence[str], sink: RingSink, cycle: int, stats: CycleStats
     ) -> None:
-        delay = start_at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        error: UpstreamError | None = None
         async with self._sem:
             stats.requests += 1
             try:
                 qb = await self.client.fetch_quotes(batch)
             except UpstreamError as exc:
-                stats.failed += len(batch)
-                stats.errors[exc.kind] += 1
-                log.warning(
-                    "batch_failed",
-                    extra={
-                        "cycle": cycle,
-                        "batch": i,
-                        "symbols": len(batch),
-                        "first_symbol": batch[0],
-                        "error": exc.kind,
-                        "detail": str(exc)[:200],
-                    },
-                )
-                return
-        stats.attempts += qb.attempts
-        stats.fetched += len(qb.quotes) + len(qb.malformed)
-        stats.missing += len(qb.missing)
-        await sink.accept(self.code, cycle, qb.quotes, qb.malformed, stats)
+                error = exc
+        if error is None:
+            now = self._clock()
+            for sym in batch:
+                self.failed.discard(sym)
+                self.last_fetched[sym] = now
+            stats.attempts += qb.attempts
+            stats.fetched += len(qb.quotes) + len(qb.malformed)
+            stats.missing += len(qb.missing)
+            await sink.accept(self.code, cycle, qb.quotes, qb.malformed, stats)
+        elif len(batch) > 1 and not isinstance(error, self.NO_SPLIT):
+            log.warning(
+                "batch_split", extra={"cycle": cycle, "symbols": len(batch), "error": error.kind}
+            )
+            half = len(batch) // 2
+            await asyncio.gather(
+                self._fetch(batch[:half], sink, cycle, stats),
+                self._fetch(batch[half:], sink, cycle, stats),
+            )
+        else:
+            self._failed(batch, cycle, stats, error)
+
+    def _failed(
+        self, batch: Sequence[str], cycle: int, stats: CycleStats, exc: UpstreamError
+    ) -> None:
+        stats.failed += len(batch)
+        stats.errors[exc.kind] += 1
+        self.failed.update(batch)
+        log.warning(
+            "batch_failed",
+            extra={
+                "cycle": cycle,
+                "symbols": len(batch),
+                "first_symbol": batch[0],
+                "error": exc.kind,
+                "detail": str(exc)[:200],
+            },
+        )
+
+    async def _one(
+        self, batch: Sequence[str], sink: RingSink, cycle: int, start_at: float, stats: CycleStats
+    ) -> None:
+        delay = start_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await self._fetch(batch, sink, cycle, stats)
 
     async def poll(
         self,
@@ -204,15 +249,15 @@ class YahooPollSource:
         spread_s: float,
         stats: CycleStats,
     ) -> None:
-        batches = [
-            symbols[i : i + self.batch_size] for i in range(0, len(symbols), self.batch_size)
-        ]
+        ordered = self.order(symbols)
+        size = self.batch_size
+        batches = [ordered[i : i + size] for i in range(0, len(ordered), size)]
         stats.requested += len(symbols)
         step = spread_s / len(batches) if batches and spread_s > 0 else 0.0
         t0 = time.monotonic()
         async with asyncio.TaskGroup() as tg:
             for i, b in enumerate(batches):
-                tg.create_task(self._one(i, b, sink, cycle, t0 + i * step, stats))
+                tg.create_task(self._one(b, sink, cycle, t0 + i * step, stats))
 
 
 def in_flight_share(total: int, workers: int, worker: int) -> int:
@@ -229,8 +274,10 @@ class Worker:
         ring: Ring,
         notify_fd: int,
         conn: Connection,
+        guard: Guard | None = None,
     ) -> None:
         self.id = worker_id
+        self.guard = guard
         self.config = config
         self.conn = conn
         v = config.validation
@@ -298,7 +345,7 @@ class Worker:
         reader = ConnReader(self.conn)
         y = self.config.yahoo
         share = in_flight_share(y.max_in_flight, self.config.worker_count(), self.id)
-        async with YahooClient.connect(y, max_clients=share) as client:
+        async with YahooClient.connect(y, max_clients=share, guard=self.guard) as client:
             source = YahooPollSource(client, batch_size=y.batch_size, in_flight=share)
             try:
                 await asyncio.wait_for(client.crumb(), timeout=y.timeout_s)
@@ -333,7 +380,8 @@ def worker_main(
     notify_fd: int,
     conn: Connection,
     parent_pid: int,
+    guard: Guard | None,
 ) -> None:
     """Entry point of a forked worker process."""
     child_init(parent_pid, config, f"ingest-worker-{worker_id}")
-    run_loop(Worker(worker_id, config, ring, notify_fd, conn).run())
+    run_loop(Worker(worker_id, config, ring, notify_fd, conn, guard).run())

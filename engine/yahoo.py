@@ -39,6 +39,7 @@ from engine.errors import (
     UpstreamPayloadError,
     UpstreamStatusError,
 )
+from engine.guard import Guard, NullGuard
 from engine.quote import YahooQuote
 from engine.transport import HttpResponse, Transport, make_transport
 
@@ -201,8 +202,10 @@ class YahooClient:
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
+        guard: Guard | None = None,
     ) -> None:
         self.settings = settings
+        self.guard: Guard = guard or NullGuard()
         self.endpoints = Endpoints.for_settings(settings)
         self._transport = transport
         self._sleep = sleep
@@ -217,14 +220,14 @@ class YahooClient:
     @classmethod
     @asynccontextmanager
     async def connect(
-        cls, settings: YahooSettings, *, max_clients: int | None = None
+        cls, settings: YahooSettings, *, max_clients: int | None = None, guard: Guard | None = None
     ) -> AsyncIterator[YahooClient]:
         transport = make_transport(
             settings.transport,
             impersonate=settings.impersonate,
             max_clients=max_clients or settings.max_in_flight,
         )
-        client = cls(settings, transport)
+        client = cls(settings, transport, guard=guard)
         try:
             yield client
         finally:
@@ -252,11 +255,15 @@ class YahooClient:
             await self._sleep(wait)
         self._last_crumb_fetch = self._clock()
         timeout = self.settings.timeout_s
-        await self._transport.get(self.endpoints.cookie, None, timeout)  # 404 + Set-Cookie: A3
-        resp = await self._transport.get(self.endpoints.query1 + CRUMB_PATH, None, timeout)
-        raise_for_response(resp)
+        # 404 + Set-Cookie: A3 is the expected answer
+        await self._guarded(lambda: self._transport.get(self.endpoints.cookie, None, timeout))
+        resp = await self._guarded(
+            lambda: self._transport.get(self.endpoints.query1 + CRUMB_PATH, None, timeout),
+            check=True,
+        )
         text = resp.body.decode("utf-8", "replace").strip()
         if "Too Many Requests" in text:
+            self.guard.record("throttled", 0.0)
             raise RateLimitedError("getcrumb answered 'Too Many Requests'", url=resp.url)
         if not text or "<" in text or len(text) > 64 or any(c.isspace() for c in text):
             raise UpstreamAuthError(
@@ -272,13 +279,49 @@ class YahooClient:
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def _get_once(self, url: str, params: dict[str, str]) -> HttpResponse:
-        crumb = await self.crumb()
-        resp = await self._transport.get(url, {**params, "crumb": crumb}, self.settings.timeout_s)
-        if resp.status == 401:
-            self.invalidate_crumb(crumb)
-        raise_for_response(resp)
+    async def _guarded(
+        self,
+        call: Callable[[], Awaitable[HttpResponse]],
+        *,
+        check: bool = False,
+        parse: Callable[[HttpResponse], T] | None = None,
+    ) -> HttpResponse:
+        """One HTTP call through the shared rate limiter and breaker, its outcome reported."""
+        await self.guard.acquire()
+        t0 = time.perf_counter()
+        try:
+            resp = await call()
+            if check:
+                raise_for_response(resp)
+            if parse is not None:
+                parse(resp)
+        except RateLimitedError as exc:
+            self.guard.record("throttled", time.perf_counter() - t0, exc.retry_after_s)
+            raise
+        except UpstreamError as exc:
+            server_fault = exc.retryable and not isinstance(exc, UpstreamAuthError)
+            self.guard.record("failed" if server_fault else "neutral", time.perf_counter() - t0)
+            raise
+        self.guard.record("ok", time.perf_counter() - t0)
         return resp
+
+    async def _get_once(
+        self, url: str, params: dict[str, str], parse: Callable[[HttpResponse], T]
+    ) -> T:
+        crumb = await self.crumb()
+        out: list[T] = []
+
+        def check_and_parse(resp: HttpResponse) -> None:
+            if resp.status == 401:
+                self.invalidate_crumb(crumb)
+            raise_for_response(resp)
+            out.append(parse(resp))
+
+        q = {**params, "crumb": crumb}
+        await self._guarded(
+            lambda: self._transport.get(url, q, self.settings.timeout_s), parse=check_and_parse
+        )
+        return out[0]
 
     async def get_with_retries(
         self, url: str, params: dict[str, str], parse: Callable[[HttpResponse], T]
@@ -293,7 +336,7 @@ class YahooClient:
         auth_refreshed = False
         while True:
             try:
-                return parse(await self._get_once(url, params)), attempt + 1
+                return await self._get_once(url, params, parse), attempt + 1
             except UpstreamAuthError:
                 if auth_refreshed:
                     raise
