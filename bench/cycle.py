@@ -126,6 +126,7 @@ def engine_env(
             "INGEST_REDIS__ENABLED": "false",
             "INGEST_HTTP__ENABLED": "false",
             "INGEST_LOG__FORMAT": "json",
+            "INGEST_NATS__OUTBOX_DIR": str(cfg.parent / f"outbox-{stream}"),
             "INGEST_LOG__LEVEL": "WARNING",
         }
     )

@@ -161,6 +161,11 @@ class NatsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_pending_acks: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 4000
     ack_timeout_s: PositiveFloat = 5.0
     connect_timeout_s: PositiveFloat = 5.0
+    outbox_dir: str = "var/outbox"
+    """Durable outbox for messages NATS could not take; replayed in order when it is back."""
+    outbox_max_bytes: Annotated[int, msgspec.Meta(ge=1 << 20)] = 1 << 30
+    outbox_after_s: PositiveFloat = 2.0
+    """Seconds a batch is retried against JetStream before it is put in the outbox."""
 
 
 class PostgresSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -77,8 +77,9 @@ class CyclePublished(msgspec.Struct, frozen=True, tag=True):
     cycle: int
     published: int  # new messages stored in the quote stream
     deduplicated: int  # acked as duplicates by JetStream
-    failed: int  # given up (only at shutdown when NATS never came back)
+    failed: int  # refused by JetStream itself (dead-lettered as unpublishable)
     dlq: int  # dead letters stored
+    outboxed: int = 0  # NATS unreachable: waiting in the durable outbox
 
 
 class Fatal(msgspec.Struct, frozen=True, tag=True):

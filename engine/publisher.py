@@ -32,6 +32,7 @@ from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
+import msgspec
 import nats
 import nats.errors
 import nats.js.errors
@@ -42,8 +43,9 @@ from engine.backoff import full_jitter
 from engine.cache import QuoteCache
 from engine.config import Config, NatsSettings
 from engine.errors import PublishError, StoreError
+from engine.outbox import Outbox
 from engine.proc import ConnReader, child_init, run_loop
-from engine.records import OutMessage, to_messages
+from engine.records import OutMessage, encode_dlq, to_messages, unpublishable
 from engine.ringbuf import Ring
 from engine.store import QuoteStore
 
@@ -51,7 +53,9 @@ log = logging.getLogger(__name__)
 
 PUBLISHED: Final = 0
 DUPLICATE: Final = 1
-FAILED: Final = 2
+FAILED: Final = 2  # not acknowledged in time (NATS unreachable): goes to the outbox
+REJECTED: Final = 3  # JetStream refused the message itself: goes to the DLQ as unpublishable
+OUTBOXED: Final = 4
 CHUNK: Final = 2048  # records read from a ring per publish round
 
 
@@ -64,6 +68,7 @@ class JetStreamPublisher:
         self.js = nc.jetstream(publish_async_max_pending=settings.max_pending_acks)
         self.retries = 0
         self.closing = asyncio.Event()
+        self.rejections: dict[str, str] = {}  # msg id -> JetStream's error, until dead-lettered
 
     @classmethod
     @asynccontextmanager
@@ -94,13 +99,15 @@ class JetStreamPublisher:
         for name, subject in ((s.stream, s.subject), (s.dlq_stream, s.dlq_subject)):
             await ensure_stream(self.js, name, subject, s)
 
-    async def publish(
-        self, msgs: Sequence[OutMessage], *, give_up_at: float | None = None
-    ) -> list[int]:
-        """Publish ``msgs`` until each is acknowledged; outcome per message.
+    def subject_of(self, m: OutMessage) -> str:
+        return subject_of(m, self.settings)
 
-        Retries without limit (the ring holds the data meanwhile) unless ``give_up_at``
-        (monotonic time) passes, after which the rest are reported FAILED.
+    async def publish(self, msgs: Sequence[OutMessage], *, deadline: float) -> list[int]:
+        """Publish ``msgs``, re-publishing what is not acknowledged, until ``deadline``.
+
+        Outcome per message: PUBLISHED, DUPLICATE (JetStream already had that Nats-Msg-Id),
+        REJECTED (JetStream answered an error for that message: it will never be taken) or
+        FAILED (no ack by the deadline: NATS unreachable - the caller outboxes it).
         """
         s = self.settings
         outcome = [FAILED] * len(msgs)
@@ -112,41 +119,62 @@ class JetStreamPublisher:
                 m = msgs[i]
                 try:
                     futs[i] = await self.js.publish_async(
-                        s.dlq_subject if m.dlq else s.subject,
-                        m.payload,
-                        headers={"Nats-Msg-Id": m.msg_id},
+                        self.subject_of(m), m.payload, headers={"Nats-Msg-Id": m.msg_id}
                     )
                 except (nats.errors.Error, OSError) as exc:
                     log.debug("publish_send_failed", extra={"error": type(exc).__name__})
                     break
             if futs:
-                await asyncio.wait(futs.values(), timeout=s.ack_timeout_s)
+                wait = max(0.05, min(s.ack_timeout_s, deadline - time.monotonic()))
+                await asyncio.wait(futs.values(), timeout=wait)
             retry: list[int] = []
             for i in pending:
                 fut = futs.get(i)
-                if fut is None or not fut.done():
+                if fut is None or not fut.done() or fut.cancelled():
                     if fut is not None:
                         fut.cancel()
                     retry.append(i)
-                elif fut.cancelled() or fut.exception() is not None:
-                    retry.append(i)
-                else:
+                    continue
+                err = fut.exception()
+                if err is None:
                     outcome[i] = DUPLICATE if fut.result().duplicate else PUBLISHED
+                elif _permanent(err):
+                    outcome[i] = REJECTED
+                    self.rejections[msgs[i].msg_id] = _describe(err)
+                else:
+                    retry.append(i)
             pending = retry
-            if not pending:
+            if not pending or time.monotonic() >= deadline:
                 break
             attempt += 1
             self.retries += len(pending)
-            if give_up_at is not None and time.monotonic() >= give_up_at:
-                log.error("publish_given_up", extra={"messages": len(pending)})
-                break
-            delay = full_jitter(min(attempt, 6), base_s=0.1, cap_s=5.0, rand=random.random)
-            log.warning(
+            delay = full_jitter(min(attempt, 6), base_s=0.05, cap_s=1.0, rand=random.random)
+            delay = min(delay, max(0.0, deadline - time.monotonic()))
+            log.info(
                 "publish_retrying",
                 extra={"messages": len(pending), "attempt": attempt, "delay_s": round(delay, 2)},
             )
             await asyncio.sleep(delay)
         return outcome
+
+
+def subject_of(m: OutMessage, s: NatsSettings) -> str:
+    """Where ``m`` goes: its own subject once outboxed (a later configuration does not move
+    messages already accepted), else the configured quote or DLQ subject."""
+    return m.subject or (s.dlq_subject if m.dlq else s.subject)
+
+
+def _permanent(exc: BaseException) -> bool:
+    """A JetStream API error about the message itself (size, subject...) is not worth retrying;
+    no responders, timeouts and connection errors are."""
+    return isinstance(exc, nats.js.errors.APIError) and not isinstance(
+        exc, nats.js.errors.NoStreamResponseError | nats.js.errors.ServiceUnavailableError
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    desc = getattr(exc, "description", None) or str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {desc}"[:200]
 
 
 async def connect_nats(
@@ -230,7 +258,12 @@ async def ensure_stream(js: Any, name: str, subject: str, s: NatsSettings) -> No
 
 
 class Publisher:
-    """The publisher process: one drain task per ring, per-cycle accounting, clean stop."""
+    """The publisher process: one drain task per ring, an outbox replayer, a committer.
+
+    NATS is connected in the background: until it answers (and whenever it stops answering),
+    drained messages go to the durable :class:`~engine.outbox.Outbox` so the rings keep moving;
+    the replayer sends them, oldest first, as soon as JetStream acknowledges again.
+    """
 
     def __init__(
         self, config: Config, rings: Sequence[Ring], notify_fds: Sequence[int], conn: Connection
@@ -240,14 +273,20 @@ class Publisher:
         self.notify_fds = list(notify_fds)
         self.conn = conn
         self.stopping = False
-        self.give_up_at: float | None = None
-        self.counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        # per cycle: published, deduplicated, dead-lettered as unpublishable, dlq, outboxed
+        self.counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
         self.seals: dict[int, dict[int, int]] = {}
         self.events = [asyncio.Event() for _ in self.rings]
         self.to_commit: dict[int, int] = {}  # ring -> position published, not yet durable
         self.commit_wake = asyncio.Event()
+        self.outbox_wake = asyncio.Event()
         self.store: QuoteStore | None = None
         self.cache: QuoteCache | None = None
+        self.jsp: JetStreamPublisher | None = None
+        self.outbox = Outbox(config.nats.outbox_dir, config.nats.outbox_max_bytes)
+        self.replayed = 0
+        self.lost = 0
+        self._outage_logged = False
 
     def _wake(self, i: int) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -257,27 +296,128 @@ class Publisher:
     def _account(self, msgs: Sequence[OutMessage], outcome: Sequence[int]) -> None:
         for m, o in zip(msgs, outcome, strict=True):
             c = self.counts[m.cycle]
-            if o == FAILED:
+            if o == OUTBOXED:
+                c[4] += 1
+            elif o == REJECTED:
                 c[2] += 1
             elif m.dlq:
                 c[3] += o == PUBLISHED
-            else:
+            elif o in (PUBLISHED, DUPLICATE):
                 c[o] += 1
 
     def _check_seals(self) -> None:
         for cycle in sorted(self.seals):
             positions = self.seals[cycle]
             if all(self.rings[r].tail >= p for r, p in positions.items()):
-                published, dup, failed, dlq = self.counts.pop(cycle, [0, 0, 0, 0])
+                published, dup, failed, dlq, outboxed = self.counts.pop(cycle, [0, 0, 0, 0, 0])
                 del self.seals[cycle]
                 ipc.send(
                     self.conn,
                     ipc.CyclePublished(
-                        cycle=cycle, published=published, deduplicated=dup, failed=failed, dlq=dlq
+                        cycle=cycle,
+                        published=published,
+                        deduplicated=dup,
+                        failed=failed,
+                        dlq=dlq,
+                        outboxed=outboxed,
                     ),
                 )
 
-    async def _drain(self, i: int, jsp: JetStreamPublisher) -> None:
+    # -- publishing --------------------------------------------------------------------------
+
+    async def _publish_or_outbox(self, msgs: list[OutMessage]) -> list[int]:
+        """Publish, or durably outbox what NATS does not take; never returns FAILED."""
+        while not self.outbox.has_room():  # backpressure: the rings hold the rest
+            if not self._outage_logged:
+                log.error("outbox_full", extra={"bytes": self.outbox.size_bytes})
+                self._outage_logged = True
+            await asyncio.sleep(0.5)
+        jsp = self.jsp
+        if jsp is None or len(self.outbox):  # keep order: behind what is already waiting
+            self._to_outbox(msgs)
+            self.outbox_wake.set()
+            return [OUTBOXED] * len(msgs)
+        deadline = time.monotonic() + self.config.nats.outbox_after_s
+        outcome = await jsp.publish(msgs, deadline=deadline)
+        failed = [m for m, o in zip(msgs, outcome, strict=True) if o == FAILED]
+        if failed:
+            self._to_outbox(failed)
+            if not self._outage_logged:
+                log.warning("outbox_started", extra={"messages": len(failed)})
+                self._outage_logged = True
+            outcome = [OUTBOXED if o == FAILED else o for o in outcome]
+        rejected = [m for m, o in zip(msgs, outcome, strict=True) if o == REJECTED]
+        if rejected:
+            await self._dead_letter(jsp, rejected)
+        return outcome
+
+    def _to_outbox(self, msgs: Sequence[OutMessage]) -> None:
+        s = self.config.nats
+        self.outbox.append([msgspec.structs.replace(m, subject=subject_of(m, s)) for m in msgs])
+        self.outbox_wake.set()
+
+    async def _dead_letter(self, jsp: JetStreamPublisher, msgs: Sequence[OutMessage]) -> None:
+        """Messages JetStream refused go to the DLQ verbatim, with JetStream's reason."""
+        letters = []
+        for m in msgs:
+            reason = jsp.rejections.pop(m.msg_id, "rejected by JetStream")
+            log.error("message_unpublishable", extra={"msg_id": m.msg_id, "error": reason})
+            if m.dlq:  # a dead letter that cannot be stored either: nothing more to try
+                self.lost += 1
+                continue
+            letters.append(
+                OutMessage(
+                    True,
+                    f"unpublishable:{m.msg_id}",
+                    encode_dlq(unpublishable(m, jsp.subject_of(m), reason)),
+                    m.cycle,
+                )
+            )
+        if letters:
+            await self._publish_or_outbox(letters)
+
+    async def _connect(self) -> None:
+        s = self.config.nats
+        nc = await connect_nats(s, closing=self.closing)
+        jsp = JetStreamPublisher(s, nc)
+        jsp.closing = self.closing
+        try:
+            await jsp.ensure_streams()
+        except PublishError as exc:  # the stream cannot be set up: a configuration problem
+            log.error("publisher_fatal", extra={"error": str(exc)})
+            ipc.send(self.conn, ipc.Fatal(message=str(exc)))
+            await jsp.aclose()
+            return
+        self.jsp = jsp
+        log.info("nats_ready", extra={"url": s.url.redacted(), "outbox_segments": len(self.outbox)})
+        self.outbox_wake.set()
+
+    async def _replay(self) -> None:
+        """Send the outbox, oldest first, whenever JetStream takes messages."""
+        while True:
+            jsp = self.jsp
+            item = self.outbox.oldest() if jsp is not None else None
+            if item is None or jsp is None:
+                self.outbox_wake.clear()
+                await self.outbox_wake.wait()
+                continue
+            path, msgs = item
+            outcome = await jsp.publish(
+                msgs, deadline=time.monotonic() + self.config.nats.ack_timeout_s
+            )
+            if FAILED in outcome:
+                await asyncio.sleep(1.0)
+                continue
+            rejected = [m for m, o in zip(msgs, outcome, strict=True) if o == REJECTED]
+            self.outbox.remove(path)
+            self.replayed += len(msgs)
+            if rejected:
+                await self._dead_letter(jsp, rejected)
+            if not len(self.outbox):
+                log.info("outbox_drained", extra={"replayed": self.replayed})
+                self._outage_logged = False
+
+    async def _drain(self, i: int) -> None:
         ring = self.rings[i]
         pos = ring.tail
         while True:
@@ -289,7 +429,7 @@ class Publisher:
                 self.events[i].clear()
                 continue
             d = to_messages(recs)
-            outcome = await jsp.publish(d.messages, give_up_at=self.give_up_at)
+            outcome = await self._publish_or_outbox(d.messages)
             self._account(d.messages, outcome)
             if self.store is not None:
                 self.store.submit(d.quotes)
@@ -300,7 +440,8 @@ class Publisher:
             self.commit_wake.set()
 
     async def _committer(self, drains: Sequence[asyncio.Task[None]]) -> None:
-        """Move ring tails once what was published is durable in PostgreSQL (or spilled)."""
+        """Move ring tails once what was taken is durable: in JetStream or the outbox, and in
+        PostgreSQL or its spill file."""
         timeout = self.config.postgres.flush_timeout_s
         while True:
             await self.commit_wake.wait()
@@ -314,15 +455,17 @@ class Publisher:
             if self.stopping and all(d.done() for d in drains) and not self.to_commit:
                 return
 
+    # -- lifecycle ---------------------------------------------------------------------------
+
     async def run(self) -> None:
         logs.bind(role="publisher")
         loop = asyncio.get_running_loop()
         reader = ConnReader(self.conn)
+        self.closing = asyncio.Event()
         for i, fd in enumerate(self.notify_fds):
             loop.add_reader(fd, self._wake, i)
         try:
             async with contextlib.AsyncExitStack() as stack:
-                jsp = await stack.enter_async_context(JetStreamPublisher.connect(self.config.nats))
                 if self.config.postgres.enabled:
                     self.store = await stack.enter_async_context(
                         QuoteStore.connect(self.config.postgres)
@@ -331,14 +474,21 @@ class Publisher:
                     self.cache = await stack.enter_async_context(
                         QuoteCache.connect(self.config.redis)
                     )
-                await self._serve(jsp, reader)
-        except (PublishError, StoreError) as exc:  # cannot be set up: a configuration problem
+                await self._serve(reader)
+        except StoreError as exc:  # cannot be set up: a configuration problem
             log.error("publisher_fatal", extra={"error": str(exc)})
             ipc.send(self.conn, ipc.Fatal(message=str(exc)))
+        finally:
+            if self.jsp is not None:
+                await self.jsp.aclose()
 
-    async def _serve(self, jsp: JetStreamPublisher, reader: ConnReader) -> None:
+    async def _serve(self, reader: ConnReader) -> None:
+        connector = asyncio.create_task(self._connect())
+        replayer = asyncio.create_task(self._replay())
+        if len(self.outbox):
+            log.warning("outbox_found", extra={"segments": len(self.outbox)})
         ipc.send(self.conn, ipc.PublisherReady(pid=os.getpid()))
-        drains = [asyncio.create_task(self._drain(i, jsp)) for i in range(len(self.rings))]
+        drains = [asyncio.create_task(self._drain(i)) for i in range(len(self.rings))]
         committer = asyncio.create_task(self._committer(drains))
         while True:
             msg = await reader.get()
@@ -347,18 +497,43 @@ class Publisher:
                 self._check_seals()
             elif msg is None or isinstance(msg, ipc.Stop):
                 grace = msg.grace_s if isinstance(msg, ipc.Stop) else 10.0
-                self.give_up_at = time.monotonic() + grace
-                self.stopping = True
-                for e in self.events:
-                    e.set()
-                await asyncio.gather(*drains)
-                self.commit_wake.set()
-                await committer
-                if self.cache is not None:
-                    await self.cache.drain(min(grace, 5.0))
-                left = sum(r.occupancy() for r in self.rings)
-                log.info("publisher_stopped", extra={"left_in_rings": left})
+                await self._stop(grace, drains, committer, replayer, connector)
                 return
+
+    async def _stop(
+        self,
+        grace: float,
+        drains: Sequence[asyncio.Task[None]],
+        committer: asyncio.Task[None],
+        replayer: asyncio.Task[None],
+        connector: asyncio.Task[None],
+    ) -> None:
+        """Drain every ring (into JetStream or the outbox), then give the outbox up to the grace
+        period to empty; what is left stays on disk for the next start."""
+        deadline = time.monotonic() + grace
+        self.stopping = True
+        for e in self.events:
+            e.set()
+        await asyncio.gather(*drains)
+        self.commit_wake.set()
+        await committer
+        while len(self.outbox) and self.jsp is not None and time.monotonic() < deadline:
+            self.outbox_wake.set()
+            await asyncio.sleep(0.05)
+        for task in (replayer, connector):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.cache is not None:
+            await self.cache.drain(min(grace, 5.0))
+        log.info(
+            "publisher_stopped",
+            extra={
+                "left_in_rings": sum(r.occupancy() for r in self.rings),
+                "outbox_segments": len(self.outbox),
+                "lost": self.lost,
+            },
+        )
 
 
 def publisher_main(

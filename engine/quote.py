@@ -122,13 +122,19 @@ class Quote(msgspec.Struct, frozen=True):
 
 
 class Rejection(msgspec.Struct, frozen=True):
-    """A quote that failed validation, with enough context for the dead-letter queue."""
+    """A quote that failed validation, with what it carried (for the dead-letter queue and for
+    ``dlq replay``, which re-validates it under the current rules)."""
 
     symbol: str
     reason: RejectReason
     detail: str
     market_time: int | None = None
     price: float | None = None
+    volume: int | None = None
+    change_percent: float | None = None
+    market_state: str | None = None
+    currency: str | None = None
+    exchange: str | None = None
 
 
 class QuoteMessage(msgspec.Struct, frozen=True, omit_defaults=False):
@@ -152,7 +158,12 @@ class QuoteMessage(msgspec.Struct, frozen=True, omit_defaults=False):
 
 
 class DlqMessage(msgspec.Struct, frozen=True):
-    """Payload of ``data.market.dlq`` (JSON): a rejected quote or an unpublishable message."""
+    """Payload of ``data.market.dlq`` (JSON): a rejected quote or an unpublishable message.
+
+    ``rejected``: the quote's fields as Yahoo sent them (null where absent) and why it failed.
+    ``unpublishable``: JetStream refused the message itself; ``original*`` hold it verbatim so
+    ``ingestion-agent dlq replay`` can re-drive it.
+    """
 
     schema_version: int
     kind: Literal["rejected", "unpublishable"]
@@ -165,6 +176,14 @@ class DlqMessage(msgspec.Struct, frozen=True):
     ingest_time: str
     correlation_id: str
     cycle: int
+    volume: int | None = None
+    change_percent: float | None = None
+    market_state: str | None = None
+    currency: str | None = None
+    exchange: str | None = None
+    original_subject: str | None = None
+    original_msg_id: str | None = None
+    original: str | None = None
 
 
 @functools.lru_cache(maxsize=65536)
@@ -190,51 +209,49 @@ def validate(
     :func:`msgspec.structs.replace` (kept out of here so this stays pure).
     """
     sym = raw.symbol
+
+    def reject(reason: RejectReason, detail: str) -> tuple[None, Rejection]:
+        return None, Rejection(
+            sym,
+            reason,
+            detail[:90],
+            raw.regular_market_time,
+            raw.regular_market_price,
+            raw.regular_market_volume,
+            raw.regular_market_change_percent,
+            raw.market_state,
+            raw.currency,
+            raw.exchange,
+        )
+
     if raw.quote_type == "NONE":
-        return None, Rejection(sym, RejectReason.NOT_TRADED, "quoteType NONE (delisted or renamed)")
+        return reject(RejectReason.NOT_TRADED, "quoteType NONE (delisted or renamed)")
     price, t, vol = raw.regular_market_price, raw.regular_market_time, raw.regular_market_volume
     if price is None:
-        return None, Rejection(sym, RejectReason.MISSING_PRICE, "regularMarketPrice absent", t)
+        return reject(RejectReason.MISSING_PRICE, "regularMarketPrice absent")
     if t is None:
-        return None, Rejection(
-            sym, RejectReason.MISSING_TIME, "regularMarketTime absent", None, price
-        )
+        return reject(RejectReason.MISSING_TIME, "regularMarketTime absent")
     state = raw.market_state
     if state is None:
-        return None, Rejection(
-            sym, RejectReason.MISSING_MARKET_STATE, "marketState absent", t, price
-        )
+        return reject(RejectReason.MISSING_MARKET_STATE, "marketState absent")
     if state not in MARKET_STATES:
-        return None, Rejection(
-            sym, RejectReason.UNKNOWN_MARKET_STATE, f"marketState={state!r}"[:90], t, price
-        )
+        return reject(RejectReason.UNKNOWN_MARKET_STATE, f"marketState={state!r}")
     if not (math.isfinite(price) and rules.min_price < price < rules.max_price):
-        return None, Rejection(
-            sym,
+        return reject(
             RejectReason.PRICE_OUT_OF_RANGE,
             f"price={price!r} not in ({rules.min_price}, {rules.max_price})",
-            t,
-            price,
         )
     if vol is None:
-        return None, Rejection(
-            sym, RejectReason.MISSING_VOLUME, "regularMarketVolume absent", t, price
-        )
+        return reject(RejectReason.MISSING_VOLUME, "regularMarketVolume absent")
     if vol < 0:
-        return None, Rejection(sym, RejectReason.NEGATIVE_VOLUME, f"volume={vol}", t, price)
+        return reject(RejectReason.NEGATIVE_VOLUME, f"volume={vol}")
     age = now_s - t
     if age < -rules.max_future_skew_s:
-        return None, Rejection(
-            sym, RejectReason.FUTURE_TIMESTAMP, f"market time {-age:.0f}s ahead", t, price
-        )
+        return reject(RejectReason.FUTURE_TIMESTAMP, f"market time {-age:.0f}s ahead")
     stale = age > rules.max_age_regular_s
     if stale and state == "REGULAR":
-        return None, Rejection(
-            sym,
-            RejectReason.STALE,
-            f"age={age:.0f}s > {rules.max_age_regular_s:.0f}s in REGULAR",
-            t,
-            price,
+        return reject(
+            RejectReason.STALE, f"age={age:.0f}s > {rules.max_age_regular_s:.0f}s in REGULAR"
         )
     cp = raw.regular_market_change_percent
     if cp is not None and not math.isfinite(cp):

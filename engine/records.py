@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import time
+import uuid
 from collections.abc import Sequence
 from typing import Final
 
@@ -47,6 +49,10 @@ _REASON_LABEL: Final = {int(r): r.label for r in RejectReason}
 
 def _b(s: str | None, n: int) -> bytes:
     return (s or "").encode("utf-8", "replace")[:n]
+
+
+def _num(x: float | None) -> float:
+    return _NAN if x is None or not isinstance(x, int | float) else float(x)
 
 
 def uuid4_bytes(n: int) -> npt.NDArray[np.uint8]:
@@ -102,11 +108,13 @@ def to_records(
         r = out[nq + nu :]
         r["kind"] = KIND_REJECTION
         r["reason"] = [int(x.reason) for x in rejections]
-        r["market_state"] = 255
+        r["market_state"] = [_STATE_CODE.get(x.market_state or "", 255) for x in rejections]
         r["market_time"] = [x.market_time or 0 for x in rejections]
-        r["price"] = [_NAN if x.price is None else x.price for x in rejections]
-        r["volume"] = -1
-        r["change_percent"] = _NAN
+        r["price"] = [_num(x.price) for x in rejections]
+        r["volume"] = [-1 if x.volume is None else x.volume for x in rejections]
+        r["change_percent"] = [_num(x.change_percent) for x in rejections]
+        r["currency"] = [_b(x.currency, 8) for x in rejections]
+        r["exchange"] = [_b(x.exchange, 8) for x in rejections]
         r["symbol"] = [_b(x.symbol, SYMBOL_BYTES) for x in rejections]
         r["detail"] = [_b(x.detail, DETAIL_BYTES) for x in rejections]
     return out
@@ -117,6 +125,7 @@ class OutMessage(msgspec.Struct, frozen=True, array_like=True):
     msg_id: str
     payload: bytes
     cycle: int
+    subject: str = ""  # resolved from the configuration when empty; fixed once outboxed
 
 
 _enc: Final = msgspec.json.Encoder()
@@ -189,8 +198,37 @@ def to_messages(recs: Records) -> Decoded:
                     ingest_time=iso_micros(ingest_ns),
                     correlation_id=_uuid_str(bytes(cid)),
                     cycle=cycle,
+                    volume=None if volume < 0 else volume,
+                    change_percent=None if math.isnan(cp) else cp,
+                    market_state=MARKET_STATES[state] if state < len(MARKET_STATES) else None,
+                    currency=_text(cur_b),
+                    exchange=_text(exch_b),
                 )
             )
             key = mtime if mtime else f"c{cycle}"
             out.append(OutMessage(True, f"{symbol}:{reason_label}:{key}", payload, cycle))
     return Decoded(out, quotes, unchanged)
+
+
+def encode_dlq(letter: DlqMessage) -> bytes:
+    return _enc.encode(letter)
+
+
+def unpublishable(m: OutMessage, subject: str, reason: str) -> DlqMessage:
+    """The dead letter for a message JetStream refused (kept verbatim for ``dlq replay``)."""
+    return DlqMessage(
+        schema_version=SCHEMA_VERSION,
+        kind="unpublishable",
+        symbol=m.msg_id.split(":", 1)[0],
+        reason="jetstream_rejected",
+        detail=reason,
+        market_time=None,
+        price=None,
+        source="engine",
+        ingest_time=iso_micros(time.time_ns()),
+        correlation_id=str(uuid.uuid4()),
+        cycle=m.cycle,
+        original_subject=subject,
+        original_msg_id=m.msg_id,
+        original=m.payload.decode("utf-8", "replace"),
+    )

@@ -76,6 +76,7 @@ class CycleSummary(msgspec.Struct):
     deduplicated: int = 0
     publish_failed: int = 0
     dlq: int = 0
+    outboxed: int = 0
     fetch_seconds: float = 0.0
     seconds: float = 0.0
     rate_rps: float = 0.0
@@ -84,7 +85,13 @@ class CycleSummary(msgspec.Struct):
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.publish_failed == 0 and self.requested > 0
+        """Everything requested was fetched, and everything fetched is in the stream."""
+        return (
+            self.failed == 0
+            and self.publish_failed == 0
+            and self.outboxed == 0
+            and self.requested > 0
+        )
 
     def line(self) -> str:
         rej = sum(self.rejected.values())
@@ -93,7 +100,8 @@ class CycleSummary(msgspec.Struct):
             f"cycle={self.cycle} requested={self.requested} fetched={self.fetched} "
             f"valid={self.valid} rejected={rej}" + (f" ({reasons})" if reasons else "") + " "
             f"published={self.published} deduplicated={self.deduplicated + self.unchanged} "
-            f"failed={self.failed + self.publish_failed} missing={self.missing} "
+            f"failed={self.failed + self.publish_failed} outboxed={self.outboxed} "
+            f"missing={self.missing} "
             f"seconds={self.seconds:.3f}"
         )
 
@@ -129,7 +137,7 @@ class _Cycle:
     def add_published(self, m: ipc.CyclePublished) -> None:
         s = self.summary
         s.published, s.deduplicated = m.published, m.deduplicated
-        s.publish_failed, s.dlq = m.failed, m.dlq
+        s.publish_failed, s.dlq, s.outboxed = m.failed, m.dlq, m.outboxed
         s.seconds = time.perf_counter() - self.t0
         self.published.set()
 

@@ -64,6 +64,8 @@ def engine_env(
             "INGEST_REDIS__ENABLED": "false",
             "INGEST_HTTP__ENABLED": "false",
             "INGEST_LOG__FORMAT": "json",
+            "INGEST_NATS__OUTBOX_DIR": str(tmp_path / "outbox"),
+            "INGEST_POSTGRES__SPILL_DIR": str(tmp_path / "spill"),
             "INGEST_CONFIG": str(tmp_path / "absent-ok.toml"),
         }
     )

@@ -122,6 +122,8 @@ def _env(url: str, names: dict[str, str], tmp_path: Path, **extra: str) -> dict[
             "INGEST_REDIS__ENABLED": "false",
             "INGEST_HTTP__ENABLED": "false",
             "INGEST_LOG__FORMAT": "json",
+            "INGEST_NATS__OUTBOX_DIR": str(tmp_path / "outbox"),
+            "INGEST_POSTGRES__SPILL_DIR": str(tmp_path / "spill"),
             **extra,
         }
     )
