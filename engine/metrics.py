@@ -63,7 +63,7 @@ STORE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
 BREAKER_STATES: Final = ("closed", "half_open", "open")
 """Values of ``ingestion_breaker_state``: the index is the value (engine.breaker.BreakerState)."""
 
-Outcome = Literal["ok", "error"]
+GaugeMode = Literal["max", "mostrecent", "livemostrecent"]
 
 
 class CycleView(Protocol):
@@ -156,8 +156,8 @@ class _Metrics:
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(_n(name), doc, labels, registry=reg)
 
-        def gauge(name: str, doc: str, mode: str, labels: tuple[str, ...] = ()) -> Gauge:
-            return Gauge(_n(name), doc, labels, registry=reg, multiprocess_mode=mode)  # type: ignore[arg-type]
+        def gauge(name: str, doc: str, mode: GaugeMode, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(_n(name), doc, labels, registry=reg, multiprocess_mode=mode)
 
         def hist(
             name: str, doc: str, buckets: tuple[float, ...], labels: tuple[str, ...] = ()
@@ -166,9 +166,11 @@ class _Metrics:
 
         # -- engine ----------------------------------------------------------------------------
         self.build_info = gauge(
-            "build_info", "Engine build: always 1, labelled with versions.", "max",
+            "build_info",
+            "Engine build: always 1, labelled with versions.",
+            "max",
             ("version", "python"),
-        )  # fmt: skip
+        )
         self.start_time = gauge(
             "start_time_seconds", "When the supervisor started (Unix time).", "max"
         )
@@ -374,6 +376,12 @@ class _Registry:
 _state = _Registry()
 
 
+def _new_state(path: Path | None, owns: bool) -> None:
+    global _state
+    _state = _Registry()
+    _state.dir, _state.owns_dir = path, owns
+
+
 def _m() -> _Metrics:
     m = _state.metrics
     if m is None:
@@ -403,9 +411,8 @@ def setup_multiprocess(directory: str | os.PathLike[str] | None = None) -> Path:
         close()
     # prometheus-client picks its value class when it is imported; pick again now that the
     # directory is known (its own test-suite does the same).
-    values.ValueClass = values.get_value_class()
-    _state.__init__()  # type: ignore[misc]
-    _state.dir, _state.owns_dir = path, owns
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    _new_state(path, owns)
     _m()
     return path
 
@@ -417,8 +424,8 @@ def teardown_multiprocess() -> None:
     if close is not None:
         close()
     os.environ.pop(ENV_DIR, None)
-    values.ValueClass = values.get_value_class()
-    _state.__init__()  # type: ignore[misc]
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    _new_state(None, False)
     if path is not None and owns:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -428,7 +435,7 @@ def reset() -> None:
     if _state.dir is not None:
         teardown_multiprocess()
     else:
-        _state.__init__()  # type: ignore[misc]
+        _new_state(None, False)
 
 
 def multiprocess_dir() -> Path | None:
@@ -438,7 +445,7 @@ def multiprocess_dir() -> Path | None:
 def mark_process_dead(pid: int) -> None:
     """Supervisor, when a child exited (``_on_exit``): drop its ``live*`` gauges."""
     if _state.dir is not None:
-        prom_mp.mark_process_dead(pid, str(_state.dir))
+        prom_mp.mark_process_dead(pid, str(_state.dir))  # type: ignore[no-untyped-call]
 
 
 def registry(extra: Iterable[Collector] = ()) -> CollectorRegistry:
@@ -447,7 +454,7 @@ def registry(extra: Iterable[Collector] = ()) -> CollectorRegistry:
     _m()
     if _state.dir is not None:
         reg = CollectorRegistry(auto_describe=False)
-        prom_mp.MultiProcessCollector(reg, path=str(_state.dir))
+        prom_mp.MultiProcessCollector(reg, path=str(_state.dir))  # type: ignore[no-untyped-call]
     elif not extra:
         return _state.registry
     else:
@@ -625,9 +632,8 @@ def _deltas(key: str, totals: Mapping[str, int]) -> Iterator[tuple[str, int]]:
         prev[name] = total
         if total > before:
             yield name, total - before
-        elif total < before:  # the source restarted from zero
-            if total:
-                yield name, total
+        elif 0 < total < before:  # the source restarted from zero
+            yield name, total
 
 
 def record_store_stats(stats: StoreStatsView) -> None:
@@ -726,7 +732,9 @@ def _quality_families(s: QualitySnapshot) -> Iterator[Metric]:
     yield _gauge(
         "quality_symbols_missing", "Symbols without a valid quote in the last cycle.", s.missing
     )
-    yield _gauge("quality_missing_ratio", "Share of symbols missing in the last cycle.", s.missing_ratio)
+    yield _gauge(
+        "quality_missing_ratio", "Share of symbols missing in the last cycle.", s.missing_ratio
+    )
     yield _gauge(
         "quality_symbols_stale",
         "Symbols whose last quote is older than the stale threshold during regular hours.",
@@ -734,7 +742,9 @@ def _quality_families(s: QualitySnapshot) -> Iterator[Metric]:
     )
     yield _gauge("quality_stale_ratio", "Share of symbols stale (regular hours).", s.stale_ratio)
     yield _gauge(
-        "quality_regular_hours", "1 if the market was in its regular session.", s.regular_hours
+        "quality_regular_hours",
+        "1 if the market was in its regular session.",
+        float(s.regular_hours),
     )
     yield _gauge("quality_cycle", "Cycle the quality snapshot describes.", s.cycle)
     hist = GaugeHistogramMetricFamily(

@@ -285,6 +285,7 @@ class Publisher:
         self.jsp: JetStreamPublisher | None = None
         self.outbox = Outbox(config.nats.outbox_dir, config.nats.outbox_max_bytes)
         self.replayed = 0
+        self.replayed_new = 0  # quotes JetStream did not have yet (the rest were deduplicated)
         self.lost = 0
         self._outage_logged = False
 
@@ -411,10 +412,16 @@ class Publisher:
             rejected = [m for m, o in zip(msgs, outcome, strict=True) if o == REJECTED]
             self.outbox.remove(path)
             self.replayed += len(msgs)
+            self.replayed_new += sum(
+                1 for m, o in zip(msgs, outcome, strict=True) if o == PUBLISHED and not m.dlq
+            )
             if rejected:
                 await self._dead_letter(jsp, rejected)
             if not len(self.outbox):
-                log.info("outbox_drained", extra={"replayed": self.replayed})
+                log.info(
+                    "outbox_drained",
+                    extra={"replayed": self.replayed, "replayed_new_quotes": self.replayed_new},
+                )
                 self._outage_logged = False
 
     async def _drain(self, i: int) -> None:

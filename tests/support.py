@@ -275,3 +275,51 @@ class OwnRedis:
             self.proc.kill()
             self.proc.wait(5)
             self.proc = None
+
+
+class OwnNats:
+    """A private ``nats-server -js`` on a spare port with its own store; kill and start again."""
+
+    def __init__(self, store_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.store_dir = store_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "nats-server",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(self.store_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("nats-server did not start")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """Stop the server (SIGTERM: JetStream flushes what it acknowledged; a SIGKILL can lose
+        acknowledged writes still in nats-server's buffers, which no client can prevent)."""
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+            self.proc = None
