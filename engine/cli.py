@@ -62,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     cfgsub.add_parser("show", help="print the effective configuration (secrets redacted)")
     cfgsub.add_parser("check", help="validate the configuration and exit")
 
+    dlq = sub.add_parser("dlq", help="dead-letter queue tools")
+    dlqsub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dl = dlqsub.add_parser("list", help="show the newest dead letters")
+    dl.add_argument("--limit", type=int, default=20)
+    dr = dlqsub.add_parser("replay", help="re-drive dead letters (see docs/runbook.md)")
+    dr.add_argument("--dry-run", action="store_true")
+    for p_ in (dl, dr):
+        p_.add_argument("--reason", help="only letters with this reason (e.g. price_out_of_range)")
+        p_.add_argument("--symbol", help="only letters for this symbol")
+
     db = sub.add_parser("db", help="database tools")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     dbsub.add_parser("migrate", help="create or migrate the market_data schema")
@@ -89,6 +99,22 @@ def _db(config: Config, args: argparse.Namespace) -> int:
     return asyncio.run(dbcli.stats_command(config.postgres, sys.stdout))
 
 
+def _dlq(config: Config, args: argparse.Namespace) -> int:
+    from engine import dlq
+
+    if args.dlq_command == "list":
+        return asyncio.run(
+            dlq.list_command(
+                config, sys.stdout, limit=args.limit, reason=args.reason, symbol=args.symbol
+            )
+        )
+    return asyncio.run(
+        dlq.replay_command(
+            config, sys.stdout, reason=args.reason, symbol=args.symbol, dry_run=args.dry_run
+        )
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -112,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "db":
             return _db(config, args)
+        if args.command == "dlq":
+            return _dlq(config, args)
     except (ConfigError, SymbolsError) as exc:
         print(f"ingestion-agent: {exc}", file=sys.stderr)
         return 2

@@ -102,6 +102,34 @@ class JetStreamPublisher:
     def subject_of(self, m: OutMessage) -> str:
         return subject_of(m, self.settings)
 
+    async def _probe(
+        self, msgs: Sequence[OutMessage], pending: list[int], outcome: list[int]
+    ) -> list[int]:
+        """Publish still-unacknowledged messages one by one, synchronously.
+
+        nats-py's ``publish_async`` never resolves a future whose ack is a JetStream error (the
+        error is raised inside its reply handler), so a message JetStream refuses looks exactly
+        like a lost ack. While the connection is up, a synchronous publish tells them apart: it
+        raises the API error. The first timeout ends the probe (an outage, not a refusal).
+        """
+        left = list(pending)
+        timeout = min(self.settings.ack_timeout_s, 2.0)
+        for i in pending:
+            m = msgs[i]
+            try:
+                ack = await _probe_one(self.js, self.subject_of(m), m, timeout)
+            except nats.js.errors.APIError as err:
+                if not _permanent(err):
+                    break
+                outcome[i] = REJECTED
+                self.rejections[m.msg_id] = _describe(err)
+            except (nats.errors.Error, TimeoutError, OSError):
+                break
+            else:
+                outcome[i] = DUPLICATE if ack.duplicate else PUBLISHED
+            left.remove(i)
+        return left
+
     async def publish(self, msgs: Sequence[OutMessage], *, deadline: float) -> list[int]:
         """Publish ``msgs``, re-publishing what is not acknowledged, until ``deadline``.
 
@@ -144,6 +172,8 @@ class JetStreamPublisher:
                 else:
                     retry.append(i)
             pending = retry
+            if pending and self.nc.is_connected:
+                pending = await self._probe(msgs, pending, outcome)
             if not pending or time.monotonic() >= deadline:
                 break
             attempt += 1
@@ -156,6 +186,12 @@ class JetStreamPublisher:
             )
             await asyncio.sleep(delay)
         return outcome
+
+
+async def _probe_one(js: Any, subject: str, m: OutMessage, timeout_s: float) -> Any:
+    return await js.publish(
+        subject, m.payload, timeout=timeout_s, headers={"Nats-Msg-Id": m.msg_id}
+    )
 
 
 def subject_of(m: OutMessage, s: NatsSettings) -> str:
