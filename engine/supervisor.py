@@ -40,6 +40,7 @@ from typing import Any, Final, TextIO
 import msgspec
 
 from engine import ipc, logs
+from engine.alerts import FailureRateWindow
 from engine.config import Config
 from engine.errors import SymbolsError
 from engine.guard import YahooGuard, policies_from
@@ -181,6 +182,7 @@ class Supervisor:
         self.reload_requested = False
         self.fatal: str | None = None
         self.overruns = 0
+        self.failures = FailureRateWindow()
         self.rate_snapshot: tuple[float, float, str] = (0.0, 0.0, "CLOSED")
         self.last_summary: CycleSummary | None = None
 
@@ -446,6 +448,16 @@ class Supervisor:
         self.last_summary = s
         level = logging.INFO if s.ok else logging.WARNING
         log.log(level, "cycle_completed", extra=msgspec.structs.asdict(s))
+        now = time.monotonic()
+        self.failures.add(now, s.requested, s.failed)
+        change = self.failures.check(now)
+        if change == "raised":
+            log.error(
+                "failure_rate_high",
+                extra={"rate": round(self.failures.rate(now), 4), "window_s": 300},
+            )
+        elif change == "cleared":
+            log.info("failure_rate_recovered", extra={"rate": round(self.failures.rate(now), 4)})
 
     async def _watch_published(self, cyc: _Cycle) -> None:
         await cyc.published.wait()

@@ -57,3 +57,29 @@ class TestFullJitter:
         """Attempts count from zero."""
         with pytest.raises(ValueError):
             full_jitter(-1, base_s=1, cap_s=1, rand=lambda: 0.5)
+
+
+class TestFailureRateWindow:
+    def test_raises_once_and_clears(self) -> None:
+        """Above 5% over 5 min raises once; falling back clears once."""
+        from engine.alerts import FailureRateWindow
+
+        w = FailureRateWindow(window_s=300, threshold=0.05)
+        w.add(0, 5000, 100)
+        assert w.check(0) is None  # 2%
+        w.add(10, 5000, 600)
+        assert w.check(10) == "raised"  # 7%
+        w.add(15, 1000, 0)
+        assert w.check(15) is None  # 700/11000 = 6.4%: still alerting, no new event
+        w.add(20, 5000, 0)
+        assert w.check(20) == "cleared"  # 700/16000 = 4.4%
+
+    def test_window_slides(self) -> None:
+        """Old cycles leave the window."""
+        from engine.alerts import FailureRateWindow
+
+        w = FailureRateWindow(window_s=300, threshold=0.05)
+        w.add(0, 100, 50)
+        assert w.check(0) == "raised"
+        w.add(301, 100, 0)
+        assert w.rate(301) == 0.0 and w.check(301) == "cleared"
