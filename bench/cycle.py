@@ -122,6 +122,10 @@ def engine_env(
             "INGEST_YAHOO__MAX_IN_FLIGHT": str(in_flight),
             "INGEST_SYMBOLS__FILE": str(sym_file),
             "INGEST_WORKERS__RING_CAPACITY": "262144",
+            # the emulator is not Yahoo: lift the adaptive budget so it never paces the bench
+            "INGEST_YAHOO__RATE_INITIAL_RPS": "5000",
+            "INGEST_YAHOO__RATE_MAX_RPS": "5000",
+            "INGEST_YAHOO__RATE_BURST": "5000",
             "INGEST_POSTGRES__ENABLED": "false",
             "INGEST_REDIS__ENABLED": "false",
             "INGEST_HTTP__ENABLED": "false",
