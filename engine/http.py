@@ -20,7 +20,9 @@ the supervisor implements; the server keeps no state of its own besides the read
     ``fail`` (with the exception's class name or ``timeout``: never a message, which could quote
     a DSN), or ``skipped`` for a dependency disabled in the configuration. Each check opens a
     short-lived connection of its own (the engine's pooled connections live in the publisher
-    process); concurrent probes share one run. A dependency changing state is logged once.
+    process); concurrent probes share one run. The server also runs the checks every
+    ``probe_interval_s`` by itself, so ``ingestion_dependency_up`` stays current without an
+    orchestrator probing. A dependency changing state is logged once.
 ``/status``
     A small self-contained HTML page (no script; refreshes itself every 10 s): breaker state,
     rate limit and headroom, error rates, the last cycles, the freshness heatmap of every symbol
@@ -55,6 +57,7 @@ from engine.quality import Level, QualitySnapshot
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S: Final = 2.0
+PROBE_INTERVAL_S: Final = 15.0
 STATUS_CYCLES: Final = 10
 REFRESH_S: Final = 10
 LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -76,12 +79,12 @@ class CycleStatus(m.CycleView, Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RateView:
-    """The adaptive rate limiter as the page shows it (from ``YahooGuard.snapshot()``)."""
+    """The adaptive rate limiter as the page shows it (from ``YahooGuard.snapshot()``);
+    ``headroom_ratio`` is :func:`engine.metrics.budget_headroom` (0: a cycle is not covered)."""
 
     current_rps: float
     max_rps: float
     headroom_ratio: float
-    throttles: int = 0
 
 
 class StatusSource(Protocol):
@@ -278,7 +281,7 @@ h1{font-size:20px;margin:0 0 12px}h2{font-size:16px;margin:20px 0 8px}
 .closed{background:#2e7d32}.half_open{background:#ef8f00}.open{background:#c62828}
 table{border-collapse:collapse;background:#fff}
 td,th{border:1px solid #dde1e7;padding:3px 8px;text-align:right}
-th{background:#eef0f3}td.l{text-align:left}tr.bad td{background:#fdecea}
+th{background:#eef0f3;text-align:center}td.l{text-align:left}tr.bad td{background:#fdecea}
 .sector{margin:6px 0}.sector h3{font-size:13px;margin:6px 0 2px}
 .sector h3 small{font-weight:400;color:#667}
 .cells{display:flex;flex-wrap:wrap;gap:1px}
@@ -483,6 +486,7 @@ class HttpServer:
         checks: Mapping[str, Check | None],
         *,
         check_timeout_s: float = CHECK_TIMEOUT_S,
+        probe_interval_s: float | None = PROBE_INTERVAL_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
@@ -490,6 +494,8 @@ class HttpServer:
         self.source = source
         self.checks = dict(checks)
         self.check_timeout_s = check_timeout_s
+        self.probe_interval_s = probe_interval_s
+        self._probe_task: asyncio.Task[None] | None = None
         self._clock = clock
         self.started_at = clock()
         self._runner: web.AppRunner | None = None
@@ -507,6 +513,7 @@ class HttpServer:
         *,
         checks: Mapping[str, Check | None] | None = None,
         check_timeout_s: float = CHECK_TIMEOUT_S,
+        probe_interval_s: float | None = PROBE_INTERVAL_S,
     ) -> AsyncIterator[HttpServer]:
         """Listen on ``http.host``:``http.port`` (port 0 picks a free one: see :attr:`url`)."""
         server = cls(
@@ -515,6 +522,7 @@ class HttpServer:
             source,
             default_checks(config) if checks is None else checks,
             check_timeout_s=check_timeout_s,
+            probe_interval_s=probe_interval_s,
         )
         await server.start()
         try:
@@ -558,11 +566,25 @@ class HttpServer:
         if self.host not in LOOPBACK:
             log.warning("http_not_loopback", extra={"host": self.host, "port": self.port})
         log.info("http_listening", extra={"host": self.host, "port": self.port})
+        if self.probe_interval_s is not None and self.checks:
+            self._probe_task = asyncio.create_task(self._probe_loop(self.probe_interval_s))
+
+    async def _probe_loop(self, interval_s: float) -> None:
+        while True:
+            try:
+                await self.readiness()
+            except Exception:  # never let the background probe die
+                log.exception("readiness_probe_failed")
+            await asyncio.sleep(interval_s)
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe_task
         if self._ready_task is not None and not self._ready_task.done():
             self._ready_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

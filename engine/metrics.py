@@ -98,6 +98,8 @@ class CycleView(Protocol):
     @property
     def dlq(self) -> int: ...
     @property
+    def outboxed(self) -> int: ...
+    @property
     def fetch_seconds(self) -> float: ...
     @property
     def seconds(self) -> float: ...
@@ -211,9 +213,20 @@ class _Metrics:
             "Ceiling of the adaptive limiter.",
             "livemostrecent",
         )
+        self.rate_budget = gauge(
+            "rate_limit_cycle_budget_requests",
+            "Requests the limiter allows in one cycle interval (bucket plus refill).",
+            "livemostrecent",
+        )
+        self.rate_needed = gauge(
+            "rate_limit_cycle_needed_requests",
+            "Requests one full cycle over the universe needs.",
+            "livemostrecent",
+        )
         self.rate_headroom = gauge(
             "rate_limit_headroom_ratio",
-            "Share of the limiter's range still unused: (max - current) / (max - min).",
+            "Share of the per-cycle request budget left after a full cycle "
+            "(0: the limiter cannot cover a cycle).",
             "livemostrecent",
         )
         self.rate_throttles = counter(
@@ -278,7 +291,8 @@ class _Metrics:
         )
         self.messages = counter(
             "messages",
-            "JetStream messages by outcome (published, deduplicated, failed, dead_lettered).",
+            "JetStream messages by outcome (published, deduplicated, failed, dead_lettered, "
+            "outboxed: kept in the outbox while NATS was unreachable).",
             ("outcome",),
         )
         # -- rings, publisher, outbox, DLQ ----------------------------------------------------
@@ -304,6 +318,9 @@ class _Metrics:
             "outbox_depth_messages",
             "Messages in the publisher's outbox waiting for JetStream.",
             "mostrecent",
+        )
+        self.outbox_bytes = gauge(
+            "outbox_size_bytes", "Size of the publisher's outbox on disk.", "mostrecent"
         )
         # -- store and cache (publisher) ------------------------------------------------------
         self.store_rows = counter(
@@ -341,12 +358,20 @@ class _Metrics:
         self.cache_up = gauge(
             "cache_up", "1 if the last attempt to reach Redis succeeded.", "livemostrecent"
         )
-        # -- earnings calendar sync -----------------------------------------------------------
+        # -- earnings calendar sync ---------------------------------------------------------
         self.earnings_syncs = counter(
             "earnings_syncs", "Earnings-calendar syncs, by outcome (ok, failed).", ("outcome",)
         )
-        self.earnings_symbols = counter(
-            "earnings_symbols_synced", "Symbols whose earnings dates a sync updated."
+        self.earnings_fetched = counter(
+            "earnings_events_fetched", "Earnings events fetched by the calendar syncs."
+        )
+        self.earnings_changed = counter(
+            "earnings_events_changed", "Earnings events a sync inserted, updated or moved."
+        )
+        self.earnings_duration = gauge(
+            "earnings_last_sync_duration_seconds",
+            "Duration of the last earnings sync.",
+            "mostrecent",
         )
         self.earnings_last_success = gauge(
             "earnings_last_success_timestamp_seconds",
@@ -525,12 +550,25 @@ def record_rate_limit_wait(seconds: float) -> None:
         _m().rate_wait.inc(seconds)
 
 
-def set_rate_limit(current_rps: float, max_rps: float, headroom_ratio: float) -> None:
-    """Supervisor, before each scrape (``StatusSource.refresh_metrics``), from the guard."""
+def budget_headroom(budget_requests: float, needed_requests: int) -> float:
+    """Share of the per-cycle request budget left after one full cycle, in [0, 1]:
+    ``1 - needed / budget``; 0 when the budget cannot cover a cycle."""
+    if budget_requests <= 0:
+        return 0.0
+    return max(0.0, min(1.0, 1.0 - needed_requests / budget_requests))
+
+
+def set_rate_limit(
+    current_rps: float, max_rps: float, budget_requests: float, needed_requests: int
+) -> None:
+    """Supervisor, before each scrape (``StatusSource.refresh_metrics``): from
+    ``guard.snapshot()``, ``ratelimit.cycle_budget(...)`` and ``_requests_per_cycle()``."""
     m = _m()
     m.rate_rps.set(current_rps)
     m.rate_max_rps.set(max_rps)
-    m.rate_headroom.set(min(1.0, max(0.0, headroom_ratio)))
+    m.rate_budget.set(budget_requests)
+    m.rate_needed.set(needed_requests)
+    m.rate_headroom.set(budget_headroom(budget_requests, needed_requests))
 
 
 def breaker_value(state: int | str) -> int:
@@ -575,6 +613,7 @@ def record_cycle(summary: CycleView, now: float | None = None) -> None:
         ("deduplicated", s.deduplicated),
         ("failed", s.publish_failed),
         ("dead_lettered", s.dlq),
+        ("outboxed", s.outboxed),
     ):
         m.messages.labels(outcome=outcome).inc(n)
     if s.fetch_seconds > 0:
@@ -616,9 +655,13 @@ def set_dlq_depth(messages: int) -> None:
     _m().dlq_depth.set(messages)
 
 
-def set_outbox_depth(messages: int) -> None:
-    """Publisher, whenever the outbox grows or shrinks (or periodically)."""
-    _m().outbox_depth.set(messages)
+def set_outbox_depth(messages: int, size_bytes: int | None = None) -> None:
+    """Publisher, when the outbox grows or shrinks (``Outbox.append``/``remove``: a running
+    count is cheaper than ``count_messages()``), with ``Outbox.size_bytes``."""
+    m = _m()
+    m.outbox_depth.set(messages)
+    if size_bytes is not None:
+        m.outbox_bytes.set(size_bytes)
 
 
 # ----------------------------------------------------------------------------- store, cache
@@ -683,12 +726,17 @@ def record_cache_stats(stats: CacheStatsView) -> None:
 # --------------------------------------------------------------------------------- earnings
 
 
-def record_earnings_sync(ok: bool, symbols: int, now: float | None = None) -> None:
-    """Earnings-calendar sync, once per run: ``symbols`` whose dates were updated."""
+def record_earnings_sync(
+    ok: bool, fetched: int, changed: int, seconds: float, now: float | None = None
+) -> None:
+    """Earnings job, after each sync (``EarningsJob.step``): ``report.ok``, ``report.fetched``,
+    ``report.inserted + report.updated + report.rescheduled``, ``report.duration_s``."""
     m = _m()
     m.earnings_syncs.labels(outcome="ok" if ok else "failed").inc()
+    m.earnings_fetched.inc(fetched)
+    m.earnings_changed.inc(changed)
+    m.earnings_duration.set(seconds)
     if ok:
-        m.earnings_symbols.inc(symbols)
         m.earnings_last_success.set(time.time() if now is None else now)
 
 

@@ -16,9 +16,10 @@ stale ratios, a histogram of quote ages, per-sector counts, each symbol's freshn
 ``/status`` heatmap, and the top failing symbols (most cycles without a valid quote within the
 last ``window`` cycles, then longest current streak).
 
-All computations are vectorised numpy over the universe (5,000 symbols: well under a
-millisecond) and pure: the clock (``now``) is an argument. The tracker's only state is the
-window of misses. A universe reload builds a new tracker (the window restarts).
+All computations are vectorised numpy over the universe (5,000 symbols: under half a
+millisecond per cycle, even when every symbol fails) and pure: the clock (``now``) is an
+argument. The tracker's only state is the window of misses and the streaks. A universe reload
+builds a new tracker (the window restarts).
 
 Sector names come from the symbols file: at most :data:`MAX_SECTORS` distinct names are kept
 (the largest), the rest are grouped as ``Other``, and symbols without one are ``Unknown`` - so
@@ -203,16 +204,21 @@ def top_failing(
     streak: npt.NDArray[np.int32],
     ages: npt.NDArray[np.float64],
     n: int,
+    name_rank: npt.NDArray[np.int64] | None = None,
 ) -> tuple[FailingSymbol, ...]:
-    """The ``n`` symbols with the most misses in the window (then longest streak, then name)."""
+    """The ``n`` symbols with the most misses in the window (then longest streak, then name).
+
+    ``name_rank`` (each name's position in sorted order) can be passed to skip computing it.
+    """
     candidates = np.flatnonzero(missed > 0)
     if candidates.size == 0 or n <= 0:
         return ()
-    order = sorted(candidates.tolist(), key=lambda i: (-int(missed[i]), -int(streak[i]), names[i]))[
-        :n
-    ]
+    if name_rank is None:
+        name_rank = np.argsort(np.argsort(np.asarray(names, dtype=object)))
+    keys = (name_rank[candidates], -streak[candidates], -missed[candidates])
+    order = candidates[np.lexsort(keys)[:n]]
     out = []
-    for i in order:
+    for i in order.tolist():
         age = float(ages[i])
         out.append(
             FailingSymbol(
@@ -255,6 +261,9 @@ class QualityTracker:
         self._sector_index = {s: i for i, s in enumerate(order)}
         self._sector_order = tuple(order)
         self.sector_of = np.array([self._sector_index[s] for s in sectors], dtype=np.int32)
+        self._name_rank = np.argsort(np.argsort(np.asarray(self.names, dtype=object))).astype(
+            np.int64
+        )
         n = len(symbols)
         self._history = np.zeros((self.policy.window, n), dtype=np.bool_)
         self.missed = np.zeros(n, dtype=np.int32)
@@ -316,7 +325,13 @@ class QualityTracker:
             window=min(self.observed, p.window),
             sectors=sectors,
             top_failing=top_failing(
-                self.names, self.sector_names, self.missed, self.streak, ages, p.top_n
+                self.names,
+                self.sector_names,
+                self.missed,
+                self.streak,
+                ages,
+                p.top_n,
+                self._name_rank,
             ),
             age_buckets=buckets,
             age_sum_s=age_sum,

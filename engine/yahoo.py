@@ -376,3 +376,53 @@ class YahooClient:
         batch.attempts = attempts
         batch.latency_s = time.perf_counter() - t0
         return batch
+
+    # -- JSON POST (earnings calendar; added for engine/earnings_source.py) --------------------
+
+    async def _post_once(
+        self, url: str, params: dict[str, str], body: bytes, parse: Callable[[HttpResponse], T]
+    ) -> T:
+        crumb = await self.crumb()
+        out: list[T] = []
+
+        def check_and_parse(resp: HttpResponse) -> None:
+            if resp.status == 401:
+                self.invalidate_crumb(crumb)
+            raise_for_response(resp)
+            out.append(parse(resp))
+
+        q = {**params, "crumb": crumb}
+        await self._guarded(
+            lambda: self._transport.post_json(url, q, body, self.settings.timeout_s),
+            parse=check_and_parse,
+        )
+        return out[0]
+
+    async def post_json_with_retries(
+        self, url: str, params: dict[str, str], body: bytes, parse: Callable[[HttpResponse], T]
+    ) -> tuple[T, int]:
+        """POST ``body`` (JSON) with crumb and ``parse`` the answer: the policy of
+        :meth:`get_with_retries` (one crumb refresh on 401, full-jitter backoff on retryable
+        errors up to ``max_attempts``), through the guard like every other call."""
+        attempt = 0
+        auth_refreshed = False
+        while True:
+            try:
+                return await self._post_once(url, params, body, parse), attempt + 1
+            except UpstreamAuthError:
+                if auth_refreshed:
+                    raise
+                auth_refreshed = True
+            except UpstreamError as exc:
+                attempt += 1
+                if not exc.retryable or attempt >= self.settings.max_attempts:
+                    raise
+                await self._sleep(
+                    full_jitter(
+                        attempt - 1,
+                        base_s=self.settings.backoff_base_s,
+                        cap_s=self.settings.backoff_max_s,
+                        rand=self._rand,
+                        retry_after_s=getattr(exc, "retry_after_s", None),
+                    )
+                )

@@ -9,10 +9,14 @@ path                                      endpoint    module
 ``GET /v1/test/getcrumb``                 getcrumb    :mod:`.auth`
 ``GET /v7/finance/quote``                 quote       :mod:`.quotes`
 ``GET /v8/finance/chart/{symbol}``        chart       :mod:`.chart`
+``GET /v10/finance/quoteSummary/{symbol}``  quoteSummary  :mod:`.quotesummary`
+``POST /v1/finance/visualization``        visualization :mod:`.visualization`
+``GET /v1/finance/screener/predefined/saved``  screener  :mod:`.screener`
+``GET /ws/fundamentals-timeseries/...``   timeseries  :mod:`.quotesummary`
 ``/_emulator/...``                        control     :mod:`.control`
 ========================================  ==========  =====================================
 
-New endpoint families (quoteSummary, ``POST /v1/finance/visualization``) are a module with an
+New endpoint families are a module with an
 ``async def handle_x(emu, request)`` plus one line in :func:`build_app`; the edge middleware
 gives them latency, rate limiting, faults, stats and the access log for free.
 
@@ -32,7 +36,15 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from yahoo_emulator import auth, chart, control, quotes
+from yahoo_emulator import (
+    auth,
+    chart,
+    control,
+    quotes,
+    quotesummary,
+    screener,
+    visualization,
+)
 from yahoo_emulator.auth import AuthStore
 from yahoo_emulator.chart import ChartBuilder
 from yahoo_emulator.config import EmulatorConfig, config_to_dict, patch_config
@@ -237,6 +249,26 @@ def build_app(emu: Emulator) -> web.Application:
     r.add_get("/v1/test/getcrumb", _bind(auth.handle_getcrumb), name="getcrumb")
     r.add_get("/v7/finance/quote", _bind(quotes.handle_quote), name="quote")
     r.add_get("/v8/finance/chart/{symbol}", _bind(chart.handle_chart), name="chart")
+    r.add_get(
+        "/v10/finance/quoteSummary/{symbol}",
+        _bind(quotesummary.handle_quote_summary),
+        name="quoteSummary",
+    )
+    r.add_post(
+        "/v1/finance/visualization",
+        _bind(visualization.handle_visualization),
+        name="visualization",
+    )
+    r.add_get(
+        "/v1/finance/screener/predefined/saved",
+        _bind(screener.handle_predefined),
+        name="screener",
+    )
+    r.add_get(
+        "/ws/fundamentals-timeseries/v1/finance/timeseries/{symbol}",
+        _bind(quotesummary.handle_timeseries),
+        name="timeseries",
+    )
     r.add_get("/_emulator/health", _bind(control.handle_health), name="control.health")
     r.add_get("/_emulator/stats", _bind(control.handle_stats), name="control.stats")
     r.add_get("/_emulator/config", _bind(control.handle_get_config), name="control.config")

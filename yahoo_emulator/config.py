@@ -25,7 +25,10 @@ NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 
 ForcedState = Literal["", "PREPRE", "PRE", "REGULAR", "POST", "POSTPOST", "CLOSED"]
 InvalidKind = Literal["string_price", "negative_volume", "zero_price", "huge_price", "string_time"]
-FaultEndpoint = Literal["cookie", "getcrumb", "quote", "chart"]
+FaultEndpoint = Literal[
+    "cookie", "getcrumb", "quote", "chart", "quoteSummary", "visualization", "screener",
+    "timeseries",
+]  # fmt: skip
 
 INVALID_KINDS: Final[tuple[InvalidKind, ...]] = (
     "string_price",
@@ -76,6 +79,11 @@ class EmulatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     stale_age_s: NonNegFloat = 3600.0
     fault_crumb_text: Prob = 0.0
     fault_endpoints: tuple[FaultEndpoint, ...] = ("quote", "chart")
+    # --- earnings calendar / quoteSummary (yahoo_emulator/earnings.py) ---------------------------
+    earnings_reschedule: Prob = 0.0
+    earnings_reschedule_days: Annotated[int, msgspec.Meta(ge=-30, le=30)] = 1
+    earnings_null_as_zero: bool = False
+    visualization_max_size: NonNegInt = 100
     # --- logging ------------------------------------------------------------------------------
     access_log: str = ""
 
@@ -118,7 +126,13 @@ HELP: Final[dict[str, str]] = {
     "stale_age_s": "age of such a stale quote, seconds",
     "fault_crumb_text": "probability getcrumb answers 'Too Many Requests' as the crumb (200)",
     "fault_endpoints": "endpoints subject to the 5xx/html/truncate/reset faults "
-    "(cookie,getcrumb,quote,chart)",
+    "(cookie,getcrumb,quote,chart,quoteSummary,visualization,screener,timeseries)",
+    "earnings_reschedule": "fraction of earnings events moved by earnings_reschedule_days "
+    "(deterministic per seed and event)",
+    "earnings_reschedule_days": "days a rescheduled earnings event moves (weekends skipped)",
+    "earnings_null_as_zero": "calendar rows carry 0 instead of null for unreported/missing EPS",
+    "visualization_max_size": "POST /v1/finance/visualization with a larger size -> 400 "
+    "(0 = no limit)",
     "access_log": "JSON-lines access log file (empty = none)",
 }
 

@@ -161,3 +161,88 @@ def test_intraday_download_and_unknown_symbol(
     assert df.index.tz is not None and str(df.index.tz) == "America/New_York"
     empty = yf.download(["NOSUCHSYM"], period="5d", session=session, threads=False, progress=False)
     assert empty is not None and empty.dropna(how="all").empty
+
+
+def _emulator_summary(emu: EmulatorThread, symbol: str, modules: str) -> dict[str, Any]:
+    with curl.Session(impersonate="chrome") as s:
+        s.get(emu.url + "/")
+        crumb = s.get(emu.url + "/v1/test/getcrumb").text
+        r = s.get(
+            f"{emu.url}/v10/finance/quoteSummary/{symbol}",
+            params={"modules": modules, "formatted": "false", "crumb": crumb},
+        )
+    assert r.status_code == 200
+    res: dict[str, Any] = r.json()["quoteSummary"]["result"][0]
+    return res
+
+
+@pytest.mark.timeout(60)
+def test_ticker_info_reads_quote_summary(
+    yf_isolated: None, emu: EmulatorThread, session: RewritingSession
+) -> None:
+    info = yf.Ticker("MSFT", session=session).info
+    served = _emulator_summary(
+        emu, "MSFT", "financialData,quoteType,defaultKeyStatistics,assetProfile,summaryDetail"
+    )
+    stats, fin = served["defaultKeyStatistics"], served["financialData"]
+    assert info["symbol"] == "MSFT"
+    assert info["trailingEps"] == stats["trailingEps"]
+    assert info["forwardEps"] == stats["forwardEps"]
+    assert info["totalRevenue"] == fin["totalRevenue"]
+    assert info["grossMargins"] == fin["grossMargins"]
+    assert info["operatingMargins"] == fin["operatingMargins"]
+    assert info["profitMargins"] == fin["profitMargins"]
+    assert info["sector"] == served["assetProfile"]["sector"]
+    assert info["maxAge"] == 86400  # yfinance turns maxAge 1 into 86400
+    # the v7 quote part of info, and the {} of pegRatio left out by yfinance's flattening
+    assert (
+        info["regularMarketPrice"] == _emulator_quotes(emu, ["MSFT"])["MSFT"]["regularMarketPrice"]
+    )
+    assert info.get("trailingPegRatio") is None
+    requests = emu.stats()["requests"]
+    assert requests["quoteSummary"] == {"200": 2} and requests["timeseries"] == {"200": 1}
+
+
+@pytest.mark.timeout(60)
+def test_calendars_earnings_calendar(
+    yf_isolated: None, emu: EmulatorThread, session: RewritingSession
+) -> None:
+    from yahoo_emulator.earnings import schedule_for
+    from yahoo_emulator.screener import most_active
+    from yahoo_emulator.universe import load_universe
+
+    start = dt.date.today()
+    end = start + dt.timedelta(days=7)
+    cal = yf.Calendars(start=start, end=end, session=session)
+    cfg = emu.running.config
+    truth = schedule_for(cfg, start, end)
+    assert len(truth) > 200
+
+    # the default call: the 200 most active tickers first (screener), 12 rows by market cap
+    df = cal.get_earnings_calendar()
+    active = set(most_active(load_universe(), 200, frozenset(cfg.delisted)))
+    expected = sorted(
+        (e for e in truth if e.symbol in active and e.market_cap),
+        key=lambda e: (-e.market_cap, e.symbol),
+    )[:12]
+    assert sorted(df.index) == sorted(e.symbol for e in expected)
+    assert list(df.columns) == [
+        "Company", "Marketcap", "Event Name", "Event Start Date", "Timing", "EPS Estimate",
+        "Reported EPS", "Surprise(%)",
+    ]  # fmt: skip
+    by_symbol = {e.symbol: e for e in truth}
+    for sym, row in df.iterrows():
+        e = by_symbol[str(sym)]
+        assert row["Timing"] == e.timing
+        assert row["Event Start Date"].timestamp() == e.start
+        if e.eps_estimate is not None:
+            assert row["EPS Estimate"] == pytest.approx(e.eps_estimate)
+
+    # the whole calendar, paged past the first 100 rows
+    page2 = cal.get_earnings_calendar(filter_most_active=False, limit=100, offset=100)
+    ordered = sorted(
+        truth, key=lambda e: (e.market_cap == 0, -e.market_cap, e.symbol)
+    )  # DESC by market cap, unknown caps last, ties by symbol
+    assert sorted(page2.index) == sorted(e.symbol for e in ordered[100:200])
+    requests = emu.stats()["requests"]
+    assert requests["screener"] == {"200": 1} and requests["visualization"] == {"200": 2}

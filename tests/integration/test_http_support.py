@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import socket
 import threading
 import time
@@ -15,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
-from engine import metrics
+from engine import __version__, metrics
 from engine.config import Config, HttpSettings
 from engine.http import Check, HttpServer, RateView
 from engine.quality import QualitySnapshot, QualityTracker
@@ -24,7 +27,6 @@ from engine.supervisor import CycleSummary
 from engine.symbols import load_symbols
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = 1_750_000_000.0
 
 
 def free_port() -> int:
@@ -68,7 +70,8 @@ def summary(cycle: int, *, failed: int = 0, seconds: float = 1.2) -> CycleSummar
 class FakeSource:
     """The supervisor's view, with the real 5,000-symbol universe and a few failing symbols."""
 
-    def __init__(self, *, cycles: int = 12, now: float = NOW) -> None:
+    def __init__(self, *, cycles: int = 12, now: float | None = None) -> None:
+        now = time.time() if now is None else now
         universe = load_symbols(ROOT / "symbols.json")
         self.symbols = universe.symbols
         self.tracker = QualityTracker.for_universe(universe.symbols, universe.meta)
@@ -112,7 +115,7 @@ class FakeSource:
         metrics.set_breaker_state(self.breaker)
         if self.rate is not None:
             r = self.rate
-            metrics.set_rate_limit(r.current_rps, r.max_rps, r.headroom_ratio)
+            metrics.set_rate_limit(r.current_rps, r.max_rps, 400.0, 100)
         for w in range(2):
             metrics.set_ring_occupancy(w, 100 * (w + 1), 65536)
 
@@ -153,14 +156,18 @@ def record_representative(k: int) -> None:
     metrics.record_ring_full(0)
     metrics.record_publish_retries(2)
     metrics.set_dlq_depth(30 * k)
-    metrics.set_outbox_depth(k % 4)
+    metrics.set_outbox_depth(k % 4, 1024 * (k % 4))
     metrics.record_store_stats(_Store(k))
     metrics.record_store_flush(0.01 + 0.002 * (k % 5))
     metrics.record_cache_stats(_Cache(k))
-    metrics.record_earnings_sync(ok=True, symbols=25)
+    metrics.record_earnings_sync(ok=True, fetched=400, changed=25, seconds=3.5)
     if k == 1:
         metrics.record_child_restart("worker")
-        metrics.record_earnings_sync(ok=False, symbols=0)
+        metrics.record_earnings_sync(ok=False, fetched=0, changed=0, seconds=0.4)
+
+
+async def always_ok(timeout_s: float) -> None:
+    return None
 
 
 class ServedEngine:
@@ -178,9 +185,9 @@ class ServedEngine:
     ) -> None:
         self.source = source
         self.checks: dict[str, Check | None] = checks or {
-            "nats": None,
-            "postgres": None,
-            "redis": None,
+            "nats": always_ok,
+            "postgres": always_ok,
+            "redis": always_ok,
         }
         self.feed_interval_s = feed_interval_s
         self.port = port
@@ -217,7 +224,10 @@ class ServedEngine:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         config = Config(http=HttpSettings(host="127.0.0.1", port=self.port))
-        async with HttpServer.serve(config, self.source, checks=self.checks) as server:
+        metrics.set_build_info(__version__)
+        async with HttpServer.serve(
+            config, self.source, checks=self.checks, probe_interval_s=1.0
+        ) as server:
             self.url = server.url
             self._started.set()
             k = 0
@@ -238,3 +248,16 @@ def multiprocess_metrics(directory: Path) -> Iterator[Path]:
         yield d
     finally:
         metrics.teardown_multiprocess()
+
+
+def require_binary(*names: str, package: str) -> str:
+    """The first of ``names`` on PATH; skips the test without it, except in CI (``CI`` set),
+    where a missing tool is a failure: CI must install ``package``."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    msg = f"{names[0]} not found: apt-get install -y {package}"
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)

@@ -12,6 +12,7 @@ import asyncio
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -414,11 +415,8 @@ def test_shell_scripts_pass_shellcheck() -> None:
     assert out.returncode == 0, out.stdout
 
 
-@pytest.mark.integration
-@pytest.mark.slow
-def test_demo_once_runs_a_cycle_against_the_emulator_and_stops_it(tmp_path: Path) -> None:
-    uid = uuid.uuid4().hex[:8]
-    env = clean_env(
+def demo_env(uid: str, **extra: str) -> dict[str, str]:
+    return clean_env(
         VENV=sys.prefix,
         EMULATOR_PORT="0",
         INGEST_NATS__STREAM=f"T_{uid}_DEMO",
@@ -430,30 +428,83 @@ def test_demo_once_runs_a_cycle_against_the_emulator_and_stops_it(tmp_path: Path
         INGEST_HTTP__ENABLED="false",
         INGEST_WORKERS__COUNT="2",
         INGEST_LOG__FORMAT="json",
+        **extra,
     )
-    try:
-        out = subprocess.run(
-            ["bash", "scripts/demo.sh", "run", "--once"],
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[str, Path, list[subprocess.Popen[bytes]]]]:
+    """A unique id, the demo's output file, and the started demo processes (killed at the end)."""
+    from tests.support import delete_streams
+
+    uid = uuid.uuid4().hex[:8]
+    procs: list[subprocess.Popen[bytes]] = []
+    yield uid, tmp_path / "demo.out", procs
+    for proc in procs:  # its own session: the emulator and the engine go with it
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    delete_streams("nats://127.0.0.1:4222", [f"T_{uid}_DEMO", f"T_{uid}_DEMODLQ"])
+
+
+def start_demo(out: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    with out.open("wb") as sink:
+        return subprocess.Popen(
+            ["bash", "scripts/demo.sh", *args],
             cwd=ROOT,
             env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    finally:
-        from tests.support import delete_streams
 
-        delete_streams("nats://127.0.0.1:4222", [f"T_{uid}_DEMO", f"T_{uid}_DEMODLQ"])
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "demo: Yahoo emulator at http://127.0.0.1:" in out.stdout
-    assert "requested=5000" in out.stdout
-    leftover = [
+
+def demo_emulators() -> list[str]:
+    return [
         cmd
         for cmd in command_lines()
         if f"{sys.prefix}/bin/yahoo-emulator" in cmd and "--port 0 --market-state" in cmd
     ]
-    assert leftover == [], "the demo left its emulator running"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_demo_once_runs_a_cycle_against_the_emulator_and_stops_it(
+    demo: tuple[str, Path, list[subprocess.Popen[bytes]]],
+) -> None:
+    uid, out, procs = demo
+    before = set(demo_emulators())
+    procs.append(start_demo(out, demo_env(uid), "run", "--once"))
+    rc = procs[0].wait(90)
+    text = out.read_text(errors="replace")
+    assert rc == 0, text[-3000:]
+    assert "demo: Yahoo emulator at http://127.0.0.1:" in text
+    assert "requested=5000" in text
+    assert set(demo_emulators()) <= before, "the demo left its emulator running"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_demo_passes_sigterm_to_the_engine_and_stops_the_emulator(
+    demo: tuple[str, Path, list[subprocess.Popen[bytes]]],
+) -> None:
+    import time
+
+    uid, out, procs = demo
+    before = set(demo_emulators())
+    procs.append(start_demo(out, demo_env(uid, INGEST_SCHEDULER__INTERVAL_S="1"), "run"))
+    deadline = time.monotonic() + 60
+    while "cycle_completed" not in out.read_text(errors="replace"):
+        assert procs[0].poll() is None, out.read_text(errors="replace")[-3000:]
+        assert time.monotonic() < deadline, "no cycle within 60 s"
+        time.sleep(0.1)
+    procs[0].send_signal(signal.SIGTERM)  # to the script only, not its process group
+    rc = procs[0].wait(60)
+    text = out.read_text(errors="replace")
+    assert '"signal":"SIGTERM"' in text and "shutdown_complete" in text, text[-3000:]
+    assert rc == 0, text[-3000:]
+    assert set(demo_emulators()) <= before, "the demo left its emulator running"
 
 
 def test_trust_lines_go_first_once_per_role() -> None:
@@ -492,5 +543,9 @@ def test_constraints_pin_exactly_what_the_venv_has() -> None:
         for d in md.distributions()
         if canonicalize_name(d.metadata["Name"]) not in unpinned
     }
-    assert {n: v for n, v in installed.items() if pins.get(n) != v} == {}, "pin these"
-    assert sorted(set(pins) - set(installed)) == [], "pinned but not installed"
+    unpinned_or_changed = {n: v for n, v in installed.items() if pins.get(n) != v}
+    assert unpinned_or_changed == {}, "installed in the venv: pin these in constraints.txt"
+    assert sorted(set(pins) - set(installed)) == [], (
+        "pinned in constraints.txt but not installed: add them to pyproject.toml (a dependency "
+        "the code needs) or drop the pins"
+    )

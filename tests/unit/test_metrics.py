@@ -124,6 +124,17 @@ def test_record_cycle() -> None:
     assert value(reg, "ingestion_symbols_per_second") == pytest.approx(190.0)
 
 
+def test_rate_limit_and_headroom() -> None:
+    assert metrics.budget_headroom(400, 100) == 0.75
+    assert metrics.budget_headroom(50, 100) == 0.0
+    assert metrics.budget_headroom(0, 100) == 0.0
+    metrics.set_rate_limit(12.5, 50.0, 200.0, 150)
+    reg = metrics.registry()
+    assert value(reg, "ingestion_rate_limit_headroom_ratio") == 0.25
+    assert value(reg, "ingestion_rate_limit_cycle_needed_requests") == 150
+    assert value(reg, "ingestion_rate_limit_requests_per_second") == 12.5
+
+
 def test_breaker_values() -> None:
     assert metrics.breaker_value("OPEN") == 2
     assert metrics.breaker_value("half_open") == 1

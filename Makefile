@@ -1,0 +1,67 @@
+# IngestionAgent developer entry points; `make help` lists them.
+#
+# Everything runs from the repo-root virtualenv .venv (made by `make setup`); the services
+# (NATS with JetStream, PostgreSQL, Redis) are the ones config.toml and the INGEST_* environment
+# name, started locally on loopback by `make services` when they do not answer.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PYTHON VENV
+
+# The offline demo's emulator (scripts/demo.sh).
+EMULATOR_HOST ?= 127.0.0.1
+EMULATOR_PORT ?= 8765
+export EMULATOR_HOST EMULATOR_PORT
+
+# The tests' PostgreSQL database (tests/integration read TEST_POSTGRES_DSN, same default).
+TEST_POSTGRES_DSN ?= postgresql://postgres@127.0.0.1:5432/test
+export TEST_POSTGRES_DSN
+# Extra pytest arguments, e.g. make test PYTEST_ARGS='-m "not slow" -x'
+PYTEST_ARGS ?=
+
+.PHONY: help setup services demo demo-once live test lint bench clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## create .venv and install the package + dev tools (pinned by constraints.txt)
+	@bash scripts/setup-venv.sh
+
+services: setup ## make sure NATS (JetStream), PostgreSQL and Redis answer; start local ones
+	@$(BIN)/python scripts/ensure_services.py
+
+demo: setup services ## offline: bundled Yahoo emulator + the engine until Ctrl-C
+	@bash scripts/demo.sh run
+
+demo-once: setup services ## offline: emulator + one engine cycle, then exit
+	@bash scripts/demo.sh run --once
+
+live: setup services ## the engine against the real Yahoo Finance (needs internet)
+	$(BIN)/ingestion-agent run
+
+test: setup ## the whole test suite (unit, emulator, integration, fault)
+	@$(BIN)/python scripts/ensure_services.py --also-postgres "$$TEST_POSTGRES_DSN"
+	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: that is a failure" >&2; fi; \
+	exit $$rc
+
+lint: setup ## ruff check, ruff format --check, mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict engine scripts/ensure_services.py
+
+bench: setup services ## the cycle benchmark (bench/cycle.py)
+	$(BIN)/python bench/cycle.py
+
+clean: ## remove caches and build output (keeps .venv and var/spill)
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache var/demo
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## also remove .venv
+	rm -rf $(VENV)

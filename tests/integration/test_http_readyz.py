@@ -1,0 +1,217 @@
+"""/readyz against real NATS, PostgreSQL and Redis: private instances this test starts on spare
+ports (never the shared ones), each stopped and started again."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from engine import metrics
+from engine.config import (
+    Config,
+    HttpSettings,
+    NatsSettings,
+    PostgresSettings,
+    RedisSettings,
+    Secret,
+)
+from engine.http import HttpServer
+from tests.integration.test_http_support import FakeSource, free_port, wait_port
+
+pytestmark = pytest.mark.integration
+
+
+def _postgres_bin() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    return found[-1] if found else shutil.which("postgres")
+
+
+class Server:
+    """One server process on a fixed port; ``stop()`` and ``start()`` again at will."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        *,
+        stop_signal: int = signal.SIGTERM,
+        user: str | None = None,
+        log: Path,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.port = port
+        self.stop_signal = stop_signal
+        self.user = user
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        kw: dict[str, Any] = {"user": self.user} if self.user else {}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw
+            )
+        try:
+            wait_port(self.port, 20)
+        except TimeoutError:
+            self.stop()
+            tail = self.log.read_text()[-2000:]
+            raise RuntimeError(f"{self.name} did not start:\n{tail}") from None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(self.stop_signal)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def services() -> Iterator[dict[str, Server]]:
+    nats_bin, redis_bin, pg_bin = (
+        shutil.which("nats-server"),
+        shutil.which("redis-server"),
+        (_postgres_bin()),
+    )
+    if not (nats_bin and redis_bin and pg_bin):
+        pytest.skip("needs nats-server, redis-server and PostgreSQL's server binaries")
+    root = tempfile.mkdtemp(prefix="ingestion-readyz-")  # in /tmp: the postgres user can reach it
+    os.chmod(root, 0o755)
+    user = None
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        user = "postgres"
+        pw = pwd.getpwnam(user)
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+    base = Path(root)
+    logs = Path(tempfile.mkdtemp(prefix="ingestion-readyz-logs-"))
+    pg_data = base / "pg"
+    initdb = str(Path(pg_bin).with_name("initdb"))
+    subprocess.run(
+        [initdb, "-D", str(pg_data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+        **({"user": user} if user else {}),
+    )
+    ports = {k: free_port() for k in ("nats", "redis", "postgres")}
+    servers = {
+        "nats": Server(
+            "nats",
+            [nats_bin, "-a", "127.0.0.1", "-p", str(ports["nats"]), "-js", "-sd", str(base / "js")],
+            ports["nats"],
+            log=logs / "nats.log",
+        ),
+        "redis": Server(
+            "redis",
+            [
+                redis_bin,
+                "--port",
+                str(ports["redis"]),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(logs),
+            ],
+            ports["redis"],
+            log=logs / "redis.log",
+        ),
+        "postgres": Server(
+            "postgres",
+            [
+                pg_bin,
+                "-D",
+                str(pg_data),
+                "-p",
+                str(ports["postgres"]),
+                "-k",
+                root,
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ],
+            ports["postgres"],
+            stop_signal=signal.SIGINT,  # fast shutdown (SIGTERM waits for clients)
+            user=user,
+            log=logs / "postgres.log",
+        ),
+    }
+    try:
+        for s in servers.values():
+            s.start()
+        yield servers
+    finally:
+        for s in servers.values():
+            s.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(logs, ignore_errors=True)
+
+
+async def readyz(url: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as s, s.get(url + "/readyz") as r:
+        return r.status, await r.json()
+
+
+async def wait_ready(url: str, want: int, limit_s: float = 15.0) -> dict[str, Any]:
+    deadline = time.monotonic() + limit_s
+    while True:
+        status, doc = await readyz(url)
+        if status == want or time.monotonic() > deadline:
+            assert status == want, doc
+            return doc
+        await asyncio.sleep(0.1)
+
+
+async def test_readyz_follows_each_dependency(services: dict[str, Server]) -> None:
+    metrics.reset()
+    ports = {k: s.port for k, s in services.items()}
+    config = Config(
+        http=HttpSettings(port=0),
+        nats=NatsSettings(url=Secret(f"nats://127.0.0.1:{ports['nats']}")),
+        postgres=PostgresSettings(
+            dsn=Secret(
+                f"postgresql://postgres:not-a-real-secret@127.0.0.1:{ports['postgres']}/postgres"
+            )
+        ),
+        redis=RedisSettings(url=Secret(f"redis://127.0.0.1:{ports['redis']}/0")),
+    )
+    async with HttpServer.serve(config, FakeSource(cycles=1), check_timeout_s=2.0) as srv:
+        doc = await wait_ready(srv.url, 200)
+        assert set(doc["checks"]) == {"nats", "postgres", "redis", "breaker"}
+        assert all(c["status"] == "ok" for c in doc["checks"].values())
+        for name, server in services.items():
+            server.stop()
+            status, doc = await readyz(srv.url)
+            assert status == 503, doc
+            assert doc["status"] == "not_ready"
+            assert doc["checks"][name]["status"] == "fail", doc
+            assert {k for k, c in doc["checks"].items() if c["status"] == "fail"} == {name}
+            assert "not-a-real-secret" not in str(doc)
+            server.start()
+            await wait_ready(srv.url, 200)
+    reg = metrics.registry()
+    for name in services:
+        assert reg.get_sample_value("ingestion_dependency_up", {"dependency": name}) == 1
+    metrics.reset()
