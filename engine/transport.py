@@ -44,6 +44,26 @@ class Transport(Protocol):
 
 
 class _Base:
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        timeout_s: float,
+        body: bytes | None = None,
+    ) -> HttpResponse:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def get(
+        self, url: str, params: Mapping[str, str] | None, timeout_s: float
+    ) -> HttpResponse:
+        return await self._call("GET", url, params, timeout_s)
+
+    async def post_json(
+        self, url: str, params: Mapping[str, str] | None, body: bytes, timeout_s: float
+    ) -> HttpResponse:
+        return await self._call("POST", url, params, timeout_s, body)
+
     async def aclose(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -103,16 +123,6 @@ class CurlCffiTransport(_Base):
             url=url,
         )
 
-    async def get(
-        self, url: str, params: Mapping[str, str] | None, timeout_s: float
-    ) -> HttpResponse:
-        return await self._call("GET", url, params, timeout_s)
-
-    async def post_json(
-        self, url: str, params: Mapping[str, str] | None, body: bytes, timeout_s: float
-    ) -> HttpResponse:
-        return await self._call("POST", url, params, timeout_s, body)
-
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
@@ -168,16 +178,6 @@ class AiohttpTransport(_Base):
             raise UpstreamTransportError(
                 f"{method} {url.split('?')[0]} failed: {type(exc).__name__}: {exc}", url=url
             ) from exc
-
-    async def get(
-        self, url: str, params: Mapping[str, str] | None, timeout_s: float
-    ) -> HttpResponse:
-        return await self._call("GET", url, params, timeout_s)
-
-    async def post_json(
-        self, url: str, params: Mapping[str, str] | None, body: bytes, timeout_s: float
-    ) -> HttpResponse:
-        return await self._call("POST", url, params, timeout_s, body)
 
     async def aclose(self) -> None:
         await self._session.close()
