@@ -42,7 +42,7 @@ from typing import Any, Final, Literal, TextIO
 import msgspec
 
 from engine import ipc, logs
-from engine.config import Config
+from engine.config import Config, EarningsSettings
 from engine.earnings_cache import EarningsCache, flags_for
 from engine.earnings_publish import EarningsPublisher, Kind, build_message, message_id
 from engine.earnings_schedule import (
@@ -53,7 +53,6 @@ from engine.earnings_schedule import (
     previous_trading_day,
     retry_delay,
 )
-from engine.earnings_settings import EarningsSettings, earnings_settings
 from engine.earnings_source import (
     CalendarFetch,
     EarningsCalendarFetcher,
@@ -507,7 +506,7 @@ async def run_earnings(
     startup_retry_s: float = 5.0,
 ) -> None:
     """Run the earnings job until ``stop`` is set (connections retried while they fail)."""
-    settings = settings or earnings_settings(config)
+    settings = settings or config.earnings
     if not settings.enabled:
         log.info("earnings_disabled")
         return
@@ -607,7 +606,7 @@ async def sync_command(
     Exit status: 0 complete, 1 failed (the summary says why).
     """
     err = err or sys.stderr
-    settings = settings or earnings_settings(config)
+    settings = settings or config.earnings
     now = utcnow()
     day = date or ny_date(now)
     try:

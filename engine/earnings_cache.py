@@ -38,8 +38,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine.cache import cache_key
-from engine.config import RedisSettings
-from engine.earnings_settings import EarningsSettings
+from engine.config import EarningsSettings, RedisSettings
 from engine.earnings_source import EarningsEvent, Fundamentals
 from engine.errors import CacheError, ConfigError
 

@@ -30,8 +30,7 @@ from typing import Any, Final, Literal
 import msgspec
 import nats.errors
 
-from engine.config import NatsSettings
-from engine.earnings_settings import EarningsSettings
+from engine.config import EarningsSettings, NatsSettings
 from engine.earnings_source import EarningsEvent
 from engine.errors import PublishError
 from engine.publisher import connect_nats, ensure_stream

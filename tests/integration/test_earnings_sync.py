@@ -28,10 +28,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from engine.config import Config, load_config
+from engine.config import Config, EarningsSettings, load_config
 from engine.earnings import EarningsJob, open_services, run_earnings, sync_command
 from engine.earnings_schedule import NY, ExchangeCalendar
-from engine.earnings_settings import EarningsSettings
 from engine.errors import CircuitOpenError
 from engine.guard import Outcome
 from yahoo_emulator import EmulatorConfig, RunningEmulator, serve_emulator

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
 
+from engine.config import EarningsSettings, load_config
 from engine.earnings_schedule import (
     ExchangeCalendar,
     WeekdayCalendar,
@@ -18,7 +20,7 @@ from engine.earnings_schedule import (
     retry_delay,
     slots_on,
 )
-from engine.earnings_settings import EarningsSettings, earnings_settings
+from engine.errors import ConfigError
 
 NY = ZoneInfo("America/New_York")
 XNYS = ExchangeCalendar("XNYS")
@@ -138,9 +140,14 @@ def test_settings_validation() -> None:
             msgspec.convert(bad, EarningsSettings)
 
 
-def test_settings_default_until_config_has_the_section() -> None:
-    class Holder:
-        earnings = EarningsSettings(window_days=3)
-
-    assert earnings_settings(object()) == EarningsSettings()
-    assert earnings_settings(Holder()).window_days == 3
+def test_settings_come_from_config_file_and_env(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[earnings]\nwindow_days = 3\nsync_times = ["09:30", "17:30"]\n')
+    cfg = load_config(path, environ={"INGEST_EARNINGS__ENABLED": "false"})
+    assert cfg.earnings.window_days == 3
+    assert cfg.earnings.enabled is False
+    assert cfg.earnings.times() == (dt.time(9, 30), dt.time(17, 30))
+    env = {"INGEST_EARNINGS__SYNC_TIMES": "08:00,16:45"}
+    assert load_config(path, environ=env).earnings.sync_times == ("08:00", "16:45")
+    with pytest.raises(ConfigError, match="sync_times"):
+        load_config(path, environ={"INGEST_EARNINGS__SYNC_TIMES": "9:30"})
