@@ -129,6 +129,7 @@ def engine_env(
             "INGEST_POSTGRES__ENABLED": "false",
             "INGEST_REDIS__ENABLED": "false",
             "INGEST_HTTP__ENABLED": "false",
+            "INGEST_EARNINGS__ENABLED": "false",
             "INGEST_LOG__FORMAT": "json",
             "INGEST_NATS__OUTBOX_DIR": str(cfg.parent / f"outbox-{stream}"),
             "INGEST_LOG__LEVEL": "WARNING",

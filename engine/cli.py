@@ -7,13 +7,14 @@ Exit codes: 0 success; 1 the work failed (e.g. ``run --once`` whose cycle lost s
 from __future__ import annotations
 
 import argparse
-import asyncio
+import datetime as dt
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
+import uvloop
 
 from engine import __version__, logs
 from engine.config import Config, describe, load_config
@@ -30,6 +31,13 @@ def _positive_float(text: str) -> float:
     if v <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
     return v
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,9 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
         p_.add_argument("--reason", help="only letters with this reason (e.g. price_out_of_range)")
         p_.add_argument("--symbol", help="only letters for this symbol")
 
+    ern = sub.add_parser("earnings", help="earnings calendar tools")
+    ernsub = ern.add_subparsers(dest="earnings_command", required=True)
+    es = ernsub.add_parser(
+        "sync", help="sync the earnings calendar now (table, flags, events, fundamentals)"
+    )
+    es.add_argument(
+        "--date",
+        type=_date,
+        default=None,
+        help="New York date YYYY-MM-DD to sync (default: today; flags/events only for today)",
+    )
+
     db = sub.add_parser("db", help="database tools")
     dbsub = db.add_subparsers(dest="db_command", required=True)
-    dbsub.add_parser("migrate", help="create or migrate the market_data schema")
+    dbsub.add_parser(
+        "migrate", help="create or migrate the market_data (and earnings_calendar) schema"
+    )
     dbsub.add_parser("stats", help="rows per day, partitions, oldest/newest quote, size")
     return p
 
@@ -88,27 +110,30 @@ def _config_path(arg: str | None) -> str | None:
 def _run(config: Config, args: argparse.Namespace) -> int:
     from engine.supervisor import run_engine
 
-    return asyncio.run(run_engine(config, once=args.once, timeout_s=args.timeout))
+    return uvloop.run(run_engine(config, once=args.once, timeout_s=args.timeout))
 
 
 def _db(config: Config, args: argparse.Namespace) -> int:
     import engine.dbcli as dbcli
 
     if args.db_command == "migrate":
-        return asyncio.run(dbcli.migrate_command(config.postgres, sys.stdout))
-    return asyncio.run(dbcli.stats_command(config.postgres, sys.stdout))
+        earnings = config.earnings.table if config.earnings.enabled else None
+        return uvloop.run(
+            dbcli.migrate_command(config.postgres, sys.stdout, earnings_table=earnings)
+        )
+    return uvloop.run(dbcli.stats_command(config.postgres, sys.stdout))
 
 
 def _dlq(config: Config, args: argparse.Namespace) -> int:
     from engine import dlq
 
     if args.dlq_command == "list":
-        return asyncio.run(
+        return uvloop.run(
             dlq.list_command(
                 config, sys.stdout, limit=args.limit, reason=args.reason, symbol=args.symbol
             )
         )
-    return asyncio.run(
+    return uvloop.run(
         dlq.replay_command(
             config, sys.stdout, reason=args.reason, symbol=args.symbol, dry_run=args.dry_run
         )
@@ -140,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _db(config, args)
         if args.command == "dlq":
             return _dlq(config, args)
+        if args.command == "earnings":
+            from engine.earnings import sync_command
+
+            return uvloop.run(sync_command(config, args.date, sys.stdout))
     except (ConfigError, SymbolsError) as exc:
         print(f"ingestion-agent: {exc}", file=sys.stderr)
         return 2

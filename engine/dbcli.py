@@ -73,12 +73,18 @@ async def migrate_command(
     err: TextIO | None = None,
     *,
     allow_timescale: bool = True,
+    earnings_table: str | None = None,
 ) -> int:
-    """Apply pending migrations to ``settings.table``."""
+    """Apply pending migrations to ``settings.table`` (and to ``earnings_table``, if given)."""
+    from engine.earnings_store import migrate_earnings
+
     err = err or sys.stderr
+    earnings = None
     try:
         conn = await open_connection(settings, purpose="db-migrate")
         try:
+            if earnings_table is not None:
+                earnings = await migrate_earnings(conn, earnings_table)
             res = await migrate(
                 conn,
                 settings.table,
@@ -93,6 +99,14 @@ async def migrate_command(
     except Exception as exc:  # report, never a traceback: the CLI's exit status says it
         print(f"db migrate failed: {_describe(exc)}", file=err)
         return 1
+    if earnings is not None:
+        e = earnings
+        done = (
+            f"migrated from version {e.from_version} to {e.to_version}"
+            if e.applied
+            else f"already at version {e.to_version}; nothing to do"
+        )
+        print(f"{e.table}: {done}", file=out)
     if res.applied:
         applied = ", ".join(str(v) for v in res.applied)
         print(

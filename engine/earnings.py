@@ -41,7 +41,7 @@ from typing import Any, Final, Literal, TextIO
 
 import msgspec
 
-from engine import ipc, logs
+from engine import ipc, logs, metrics
 from engine.config import Config, EarningsSettings
 from engine.earnings_cache import EarningsCache, flags_for
 from engine.earnings_publish import EarningsPublisher, Kind, build_message, message_id
@@ -399,6 +399,12 @@ class EarningsJob:
             return None
         report = await self.sync.run(ny_date(slot), trigger="schedule", covers=slot)
         self.reports = [*self.reports[-9:], report]
+        metrics.record_earnings_sync(
+            report.ok,
+            report.fetched,
+            report.inserted + report.updated + report.rescheduled,
+            report.duration_s,
+        )
         if report.ok:
             self.failures, self.retry_at, self.retry_slot = 0, None, None
         else:

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import breaker as brk
+from engine import metrics
 from engine import ratelimit as rl
 from engine.config import YahooSettings
 from engine.errors import CircuitOpenError
@@ -146,6 +147,7 @@ class YahooGuard:
     # -- the guard ----------------------------------------------------------------------------
 
     async def acquire(self) -> None:
+        waited = 0.0
         while True:
             now = self._clock()
             with self._locked():
@@ -161,8 +163,11 @@ class YahooGuard:
             if b2.state != b.state:
                 log.warning("breaker_half_open", extra={"cooldown_s": b2.cooldown_s})
             if wait <= 0:
+                metrics.record_rate_limit_wait(waited)
                 return
-            await asyncio.sleep(min(wait, 1.0))
+            step = min(wait, 1.0)
+            waited += step
+            await asyncio.sleep(step)
 
     def record(
         self, outcome: Outcome, latency_s: float, retry_after_s: float | None = None
@@ -180,6 +185,7 @@ class YahooGuard:
                 new_b = brk.on_result(b, self.breaker_policy, False, now)
             self._store(new_rate, new_b)
         if outcome == "throttled":
+            metrics.record_throttle()
             log.warning(
                 "rate_limited",
                 extra={

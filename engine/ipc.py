@@ -25,7 +25,8 @@ class ShardAssignment(msgspec.Struct, frozen=True):
 
 class Assign(msgspec.Struct, frozen=True, tag=True):
     generation: int
-    state_name: str  # shared-memory segment of the last-seen market times
+    state_name: str  # shared-memory segment of the last-seen table (engine.ringbuf)
+    state_size: int  # symbols in that table (the universe)
     shards: list[ShardAssignment]
 
 

@@ -262,6 +262,17 @@ class _Metrics:
             "When the last cycle without failures completed (Unix time).",
             "max",
         )
+        self.failure_ratio = gauge(
+            "symbol_failure_ratio_5m",
+            "Share of requested symbols whose batch failed after all retries, over the last "
+            "5 minutes (the engine's own alerting hook, engine.alerts).",
+            "max",
+        )
+        self.failure_alert = gauge(
+            "failure_rate_alert",
+            "1 while symbol_failure_ratio_5m is above 5% (failure_rate_high logged), else 0.",
+            "max",
+        )
         self.symbols_per_second = gauge(
             "symbols_per_second",
             "Symbols answered per second over the last cycle's fetch phase.",
@@ -509,7 +520,10 @@ def set_build_info(version: str, now: float | None = None) -> None:
     m.start_time.set(time.time() if now is None else now)
 
 
-def record_child_restart(kind: Literal["worker", "publisher"]) -> None:
+ChildKind = Literal["worker", "publisher", "earnings"]
+
+
+def record_child_restart(kind: ChildKind) -> None:
     """Supervisor, when it respawns a child that died (``_on_exit``)."""
     _m().child_restarts.labels(kind=kind).inc()
 
@@ -620,6 +634,13 @@ def record_cycle(summary: CycleView, now: float | None = None) -> None:
         m.symbols_per_second.set(s.fetched / s.fetch_seconds)
     if s.ok:
         m.last_success.set(time.time() if now is None else now)
+
+
+def set_failure_rate(ratio: float, alerting: bool) -> None:
+    """Supervisor, once per completed cycle: the alerting hook's window (engine.alerts)."""
+    m = _m()
+    m.failure_ratio.set(ratio)
+    m.failure_alert.set(1 if alerting else 0)
 
 
 def record_overrun(missed_ticks: int) -> None:

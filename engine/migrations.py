@@ -32,6 +32,7 @@ maintenance instead of blocking the writer's inserts queued behind it.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.resources
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -56,7 +57,24 @@ logger = logging.getLogger(__name__)
 Mode = Literal["native", "timescale"]
 Manager = Literal["engine", "pg_partman"]
 MIGRATIONS_TABLE: Final = "ingestion_schema_migrations"
-SCHEMA_DIR: Final = Path(__file__).resolve().parent.parent / "schemas"
+
+
+def _schema_dir() -> Path:
+    """The SQL/JSON schema files: the package ``engine.schemas``, which pyproject.toml maps onto
+    the repo's top-level ``schemas/`` (so wheels, Docker images and editable installs ship it)."""
+    try:
+        root = importlib.resources.files("engine.schemas")
+    except ModuleNotFoundError:  # a source checkout on sys.path, never pip-installed
+        root = Path(__file__).resolve().parent.parent / "schemas"
+    if not isinstance(root, Path) or not (root / "pg_bootstrap.sql").is_file():
+        raise ImportError(
+            f"the schema files (package engine.schemas) are missing at {root}: reinstall "
+            "ingestion-agent from a wheel or with `pip install .` (an unpacked install)"
+        )
+    return root
+
+
+SCHEMA_DIR: Final = _schema_dir()
 COMPRESS_AFTER: Final = "2 days"
 _ADVISORY_NS: Final = 0x1A6E57  # first key of the two-int advisory lock: "ingestion migrate"
 _VAR_RE: Final = re.compile(r":([\"'])([A-Za-z_][A-Za-z0-9_]*)\1")

@@ -38,7 +38,7 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import StorageType, StreamConfig
 
-from engine import ipc, logs
+from engine import ipc, logs, metrics
 from engine.backoff import full_jitter
 from engine.cache import QuoteCache
 from engine.config import Config, NatsSettings
@@ -57,6 +57,7 @@ FAILED: Final = 2  # not acknowledged in time (NATS unreachable): goes to the ou
 REJECTED: Final = 3  # JetStream refused the message itself: goes to the DLQ as unpublishable
 OUTBOXED: Final = 4
 CHUNK: Final = 2048  # records read from a ring per publish round
+DLQ_POLL_S: Final = 15.0  # how often the dead-letter stream's depth is read
 
 
 class JetStreamPublisher:
@@ -178,6 +179,7 @@ class JetStreamPublisher:
                 break
             attempt += 1
             self.retries += len(pending)
+            metrics.record_publish_retries(len(pending))
             delay = full_jitter(min(attempt, 6), base_s=0.05, cap_s=1.0, rand=random.random)
             delay = min(delay, max(0.0, deadline - time.monotonic()))
             log.info(
@@ -321,6 +323,7 @@ class Publisher:
         self.jsp: JetStreamPublisher | None = None
         self.outbox = Outbox(config.nats.outbox_dir, config.nats.outbox_max_bytes)
         self.replayed = 0
+        self.outbox_messages = 0
         self.replayed_new = 0  # quotes JetStream did not have yet (the rest were deduplicated)
         self.lost = 0
         self._outage_logged = False
@@ -391,7 +394,25 @@ class Publisher:
     def _to_outbox(self, msgs: Sequence[OutMessage]) -> None:
         s = self.config.nats
         self.outbox.append([msgspec.structs.replace(m, subject=subject_of(m, s)) for m in msgs])
+        self._outbox_depth(len(msgs))
         self.outbox_wake.set()
+
+    def _outbox_depth(self, change: int) -> None:
+        """The outbox's message count, kept as a running total for the metric."""
+        self.outbox_messages = max(0, self.outbox_messages + change)
+        metrics.set_outbox_depth(self.outbox_messages, self.outbox.size_bytes)
+
+    async def _watch_dlq(self, every_s: float = DLQ_POLL_S) -> None:
+        """Report the dead-letter stream's depth (stream info) every ``every_s``."""
+        while True:
+            jsp = self.jsp
+            if jsp is not None:
+                try:
+                    info = await jsp.js.stream_info(self.config.nats.dlq_stream)
+                    metrics.set_dlq_depth(int(info.state.messages))
+                except (nats.errors.Error, OSError, TimeoutError) as exc:
+                    log.debug("dlq_depth_unavailable", extra={"error": type(exc).__name__})
+            await asyncio.sleep(every_s)
 
     async def _dead_letter(self, jsp: JetStreamPublisher, msgs: Sequence[OutMessage]) -> None:
         """Messages JetStream refused go to the DLQ verbatim, with JetStream's reason."""
@@ -447,6 +468,7 @@ class Publisher:
                 continue
             rejected = [m for m, o in zip(msgs, outcome, strict=True) if o == REJECTED]
             self.outbox.remove(path)
+            self._outbox_depth(-len(msgs))
             self.replayed += len(msgs)
             self.replayed_new += sum(
                 1 for m, o in zip(msgs, outcome, strict=True) if o == PUBLISHED and not m.dlq
@@ -491,7 +513,12 @@ class Publisher:
             self.commit_wake.clear()
             batch, self.to_commit = self.to_commit, {}
             if batch and self.store is not None:
+                t0 = time.perf_counter()
                 await self.store.flush(timeout)
+                metrics.record_store_flush(time.perf_counter() - t0)
+                metrics.record_store_stats(self.store.stats)
+            if batch and self.cache is not None:
+                metrics.record_cache_stats(self.cache.stats)
             for i, pos in batch.items():
                 self.rings[i].commit(pos)
             self._check_seals()
@@ -528,8 +555,10 @@ class Publisher:
     async def _serve(self, reader: ConnReader) -> None:
         connector = asyncio.create_task(self._connect())
         replayer = asyncio.create_task(self._replay())
+        dlq_watch = asyncio.create_task(self._watch_dlq())
         if len(self.outbox):
             log.warning("outbox_found", extra={"segments": len(self.outbox)})
+            self._outbox_depth(self.outbox.count_messages())
         ipc.send(self.conn, ipc.PublisherReady(pid=os.getpid()))
         drains = [asyncio.create_task(self._drain(i)) for i in range(len(self.rings))]
         committer = asyncio.create_task(self._committer(drains))
@@ -540,7 +569,7 @@ class Publisher:
                 self._check_seals()
             elif msg is None or isinstance(msg, ipc.Stop):
                 grace = msg.grace_s if isinstance(msg, ipc.Stop) else 10.0
-                await self._stop(grace, drains, committer, replayer, connector)
+                await self._stop(grace, drains, committer, replayer, connector, dlq_watch)
                 return
 
     async def _stop(
@@ -550,6 +579,7 @@ class Publisher:
         committer: asyncio.Task[None],
         replayer: asyncio.Task[None],
         connector: asyncio.Task[None],
+        dlq_watch: asyncio.Task[None],
     ) -> None:
         """Drain every ring (into JetStream or the outbox), then give the outbox up to the grace
         period to empty; what is left stays on disk for the next start."""
@@ -563,7 +593,7 @@ class Publisher:
         while len(self.outbox) and self.jsp is not None and time.monotonic() < deadline:
             self.outbox_wake.set()
             await asyncio.sleep(0.05)
-        for task in (replayer, connector):
+        for task in (replayer, connector, dlq_watch):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -260,10 +260,13 @@ class Ring:
 
 
 class LastSeenTable:
-    """Last market time written to a ring, per universe index (int64 epoch s; 0 = never).
+    """Per universe index: the last market time written to a ring (:attr:`times`, int64 epoch s;
+    0 = never) and the last cycle in which the symbol got a valid quote (:attr:`ok_cycle`;
+    unchanged quotes count; 0 = never) - the data-quality input of :mod:`engine.quality`.
 
     Lives in shared memory owned by the supervisor, so a restarted worker still knows which quotes
     it already wrote and does not re-publish unchanged quotes after JetStream's duplicate window.
+    Each index is written by the one worker that owns its shard; the supervisor only reads.
     """
 
     def __init__(self, shm: shared_memory.SharedMemory, size: int, *, owner: bool) -> None:
@@ -273,12 +276,16 @@ class LastSeenTable:
         buf = shm.buf
         assert buf is not None
         self.times: npt.NDArray[np.int64] = np.ndarray((size,), dtype="<i8", buffer=buf)
+        self.ok_cycle: npt.NDArray[np.int64] = np.ndarray(
+            (size,), dtype="<i8", buffer=buf, offset=8 * size
+        )
 
     @classmethod
     def create(cls, size: int) -> LastSeenTable:
-        shm = shared_memory.SharedMemory(create=True, size=max(8, 8 * size))
+        shm = shared_memory.SharedMemory(create=True, size=max(16, 16 * size))
         table = cls(shm, size, owner=True)
         table.times[:] = 0
+        table.ok_cycle[:] = 0
         return table
 
     @classmethod
@@ -298,6 +305,7 @@ class LastSeenTable:
             return
         self._closed = True
         del self.times
+        del self.ok_cycle
         self._shm.close()
         if self._owner:
             with contextlib.suppress(FileNotFoundError):

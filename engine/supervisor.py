@@ -4,7 +4,12 @@ Process tree (``fork``; one container per host)::
 
     supervisor (this)      rings + last-seen table (shared memory), scheduler, signals
     ├── worker 0..N-1      uvloop fetch loop over its shards -> its own ring
-    └── publisher          drains all rings -> JetStream
+    ├── publisher          drains all rings -> JetStream, PostgreSQL, Redis
+    └── earnings           the daily earnings-calendar job (``[earnings] enabled``)
+
+The supervisor also serves the HTTP endpoint (``/metrics`` aggregated over every process in
+prometheus-client's multiprocess mode, ``/healthz``, ``/readyz``, ``/status``: :mod:`engine.http`)
+and keeps the data-quality tracker (:mod:`engine.quality`) fed once per completed cycle.
 
 A cycle: the supervisor sends ``StartCycle`` to every worker; each answers ``CycleFetched`` with
 its ring position; once all have, the supervisor ``Seal``s the cycle (the positions every record
@@ -31,21 +36,24 @@ import signal
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkProcess
 from typing import Any, Final, TextIO
 
 import msgspec
 
-from engine import ipc, logs
+from engine import __version__, ipc, logs, metrics
 from engine.alerts import FailureRateWindow
 from engine.config import Config
+from engine.earnings import earnings_main
 from engine.errors import SymbolsError
 from engine.guard import YahooGuard, policies_from
+from engine.http import HttpServer, RateView
 from engine.proc import ConnReader
 from engine.publisher import publisher_main
+from engine.quality import QualitySnapshot, QualityTracker, us_regular_hours
 from engine.ratelimit import cycle_budget, cycles_to_cover, headroom
 from engine.ringbuf import LastSeenTable, Ring
 from engine.schedule import next_start, spread_window
@@ -56,6 +64,7 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S: Final = 60.0
 MAX_RESTART_BACKOFF_S: Final = 30.0
+RECENT_CYCLES: Final = 30
 
 _ctx = mp.get_context("fork")
 
@@ -144,7 +153,7 @@ class _Cycle:
 
 
 class _Child:
-    def __init__(self, kind: str, index: int) -> None:
+    def __init__(self, kind: metrics.ChildKind, index: int) -> None:
         self.kind = kind
         self.index = index
         self.proc: ForkProcess | None = None
@@ -156,7 +165,7 @@ class _Child:
 
     @property
     def name(self) -> str:
-        return self.kind if self.kind == "publisher" else f"worker-{self.index}"
+        return self.kind if self.kind != "worker" else f"worker-{self.index}"
 
 
 class Supervisor:
@@ -176,6 +185,7 @@ class Supervisor:
         self.generation = 0
         self.workers = [_Child("worker", i) for i in range(self.n_workers)]
         self.publisher = _Child("publisher", 0)
+        self.earnings = _Child("earnings", 0) if config.earnings.enabled else None
         self.cycles: dict[int, _Cycle] = {}
         self.cycle_no = 0
         self.stopping = asyncio.Event()
@@ -185,6 +195,9 @@ class Supervisor:
         self.failures = FailureRateWindow()
         self.rate_snapshot: tuple[float, float, str] = (0.0, 0.0, "CLOSED")
         self.last_summary: CycleSummary | None = None
+        self.recent: deque[CycleSummary] = deque(maxlen=RECENT_CYCLES)
+        self.tracker: QualityTracker | None = None
+        self.http: HttpServer | None = None
 
     # -- shared memory and shards -----------------------------------------------------------
 
@@ -199,9 +212,11 @@ class Supervisor:
                 j = old_index.get(sym)
                 if j is not None:
                     table.times[i] = self.table.times[j]
+                    table.ok_cycle[i] = self.table.ok_cycle[j]
             self.old_tables.append(self.table)
         self.table = table
         self._index = index
+        self.tracker = QualityTracker.for_universe(universe.symbols, universe.meta)
         self.generation += 1
         owners = assign_shards(n_shards, self.n_workers)
         by_id = {sh.id: sh for sh in shards}
@@ -209,6 +224,7 @@ class Supervisor:
             ipc.Assign(
                 generation=self.generation,
                 state_name=table.name,
+                state_size=len(universe.symbols),
                 shards=[
                     ipc.ShardAssignment(
                         shard=sid,
@@ -256,6 +272,9 @@ class Supervisor:
         if child.kind == "publisher":
             target = publisher_main
             args = (self.config, self.rings, [r for r, _ in self.notify], child_conn, os.getpid())
+        elif child.kind == "earnings":
+            target = earnings_main
+            args = (self.config, child_conn, os.getpid(), self.guard)
         else:
             i = child.index
             target = worker_main
@@ -321,6 +340,8 @@ class Supervisor:
     async def _on_exit(self, child: _Child, proc: ForkProcess) -> None:
         code = proc.exitcode
         child.proc = None
+        if proc.pid is not None:
+            metrics.mark_process_dead(proc.pid)
         if child.conn is not None:
             child.conn.close()
             child.conn = None
@@ -359,10 +380,11 @@ class Supervisor:
         delay = min(
             MAX_RESTART_BACKOFF_S, self.config.workers.restart_backoff_s * 2**child.restarts
         )
-        if self.stopping.is_set() and child.kind == "worker":
+        if self.stopping.is_set() and child.kind != "publisher":
             return
         await asyncio.sleep(delay)
         if not self.stopping.is_set() or child.kind == "publisher":
+            metrics.record_child_restart(child.kind)
             self._spawn(child)
 
     # -- cycles -----------------------------------------------------------------------------
@@ -446,11 +468,15 @@ class Supervisor:
             s.breaker = brk_state.state.name
         self.cycles.pop(s.cycle, None)
         self.last_summary = s
+        self.recent.append(s)
+        metrics.record_cycle(s)
+        self._observe_quality(s.cycle)
         level = logging.INFO if s.ok else logging.WARNING
         log.log(level, "cycle_completed", extra=msgspec.structs.asdict(s))
         now = time.monotonic()
         self.failures.add(now, s.requested, s.failed)
         change = self.failures.check(now)
+        metrics.set_failure_rate(self.failures.rate(now), self.failures.alerting)
         if change == "raised":
             log.error(
                 "failure_rate_high",
@@ -458,6 +484,56 @@ class Supervisor:
             )
         elif change == "cleared":
             log.info("failure_rate_recovered", extra={"rate": round(self.failures.rate(now), 4)})
+
+    def _observe_quality(self, cycle: int) -> None:
+        if self.tracker is None or self.table is None:
+            return
+        now = time.time()
+        self.tracker.observe(
+            cycle=cycle,
+            now=now,
+            market_time=self.table.times.copy(),
+            ok_cycle=self.table.ok_cycle.copy(),
+            regular_hours=us_regular_hours(now),
+        )
+
+    # -- what the HTTP endpoint shows (engine.http.StatusSource) ----------------------------
+
+    def recent_cycles(self) -> Sequence[CycleSummary]:
+        return tuple(self.recent)
+
+    def breaker_state(self) -> int | str:
+        if self.guard is None:
+            return "closed"
+        _, brk_state = self.guard.snapshot()
+        return int(brk_state.state)
+
+    def _rate_figures(self) -> tuple[float, float, float, int] | None:
+        """Current rate, max rate, per-cycle request budget, requests one cycle needs."""
+        if self.guard is None:
+            return None
+        rate, _ = self.guard.snapshot()
+        policy = self.guard.rate_policy
+        budget = cycle_budget(rate, policy, self.config.scheduler.interval_s)
+        return rate.rate, policy.max_rps, budget, self._requests_per_cycle()
+
+    def rate_limit(self) -> RateView | None:
+        figures = self._rate_figures()
+        if figures is None:
+            return None
+        current, max_rps, budget, need = figures
+        return RateView(current, max_rps, metrics.budget_headroom(budget, need))
+
+    def quality(self) -> QualitySnapshot | None:
+        return self.tracker.last if self.tracker is not None else None
+
+    def refresh_metrics(self) -> None:
+        figures = self._rate_figures()
+        if figures is not None:
+            metrics.set_rate_limit(*figures)
+            metrics.set_breaker_state(self.breaker_state())
+        for i, ring in enumerate(self.rings):
+            metrics.set_ring_occupancy(i, ring.occupancy(), ring.capacity)
 
     async def _watch_published(self, cyc: _Cycle) -> None:
         await cyc.published.wait()
@@ -478,6 +554,7 @@ class Supervisor:
             due, missed = next_start(due, interval, time.monotonic())
             if missed:
                 self.overruns += missed
+                metrics.record_overrun(missed)
                 log.warning(
                     "cycle_overrun",
                     extra={"cycle": cyc.summary.cycle, "missed_ticks": missed},
@@ -528,6 +605,11 @@ class Supervisor:
     async def _shutdown(self) -> None:
         grace = self.config.scheduler.shutdown_grace_s
         self.stopping.set()
+        side = [self.earnings] if self.earnings is not None else []
+        for ch in side:
+            if ch.conn is not None:
+                with contextlib.suppress(OSError):
+                    ipc.send(ch.conn, ipc.Stop(grace_s=grace))
         for w in self.workers:
             if w.conn is not None:
                 with contextlib.suppress(OSError):
@@ -543,7 +625,7 @@ class Supervisor:
         if self.publisher.conn is not None:
             with contextlib.suppress(OSError):
                 ipc.send(self.publisher.conn, ipc.Stop(grace_s=grace))
-        await self._join([self.publisher], grace + 10)
+        await self._join([self.publisher, *side], grace + 10)
         left = sum(r.occupancy() for r in self.rings)
         if left:
             log.error("shutdown_left_unpublished", extra={"records": left})
@@ -562,9 +644,30 @@ class Supervisor:
         if pending:
             await asyncio.wait(pending, timeout=5)
 
+    @contextlib.asynccontextmanager
+    async def _http(self) -> AsyncIterator[None]:
+        if not self.config.http.enabled:
+            yield
+            return
+        async with HttpServer.serve(self.config, self) as server:
+            self.http = server
+            try:
+                yield
+            finally:
+                self.http = None
+
     async def run(self, *, once: bool = False, timeout_s: float | None = None) -> int:
         """Run until SIGTERM/SIGINT (or one cycle with ``once``). Returns the exit code."""
         logs.bind(role="supervisor")
+        metrics.setup_multiprocess()
+        try:
+            metrics.set_build_info(__version__)
+            async with self._http():
+                return await self._run(once=once, timeout_s=timeout_s)
+        finally:
+            metrics.teardown_multiprocess()
+
+    async def _run(self, *, once: bool, timeout_s: float | None) -> int:
         self._install_signals()
         self._setup_memory()
         log.info(
@@ -580,6 +683,8 @@ class Supervisor:
             self._spawn(self.publisher)
             for w in self.workers:
                 self._spawn(w)
+            if self.earnings is not None and not once:
+                self._spawn(self.earnings)
             await self._wait_ready(READY_TIMEOUT_S)
             if not self.stopping.is_set():
                 sched = asyncio.create_task(self._scheduler(once=once))

@@ -26,7 +26,7 @@ from typing import Protocol
 
 import msgspec
 
-from engine import ipc, logs
+from engine import ipc, logs, metrics
 from engine.config import Config
 from engine.errors import CircuitOpenError, RateLimitedError, UpstreamError
 from engine.guard import Guard
@@ -63,9 +63,11 @@ class RingSink:
         rules: Rules,
         *,
         skip_unchanged: bool,
+        worker: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.ring = ring
+        self.worker = worker
         self._notify_fd = notify_fd
         self._rules = rules
         self._skip_unchanged = skip_unchanged
@@ -76,6 +78,7 @@ class RingSink:
 
     def _on_full(self) -> None:
         self.full_waits += 1
+        metrics.record_ring_full(self.worker)
 
     def notify(self) -> None:
         # a full pipe already holds wake-ups: the publisher will look anyway
@@ -91,7 +94,9 @@ class RingSink:
         stats: CycleStats,
     ) -> None:
         now = self._clock()
-        times = self.last_seen.times if self.last_seen is not None else None
+        table = self.last_seen
+        times = table.times if table is not None else None
+        ok_cycle = table.ok_cycle if table is not None else None
         valid = []
         unchanged = []
         written: list[tuple[int, int]] = []
@@ -104,6 +109,8 @@ class RingSink:
             assert q is not None
             idx = self.index_of.get(q.symbol)
             if idx is not None and times is not None:
+                assert ok_cycle is not None
+                ok_cycle[idx] = cycle
                 if self._skip_unchanged and times[idx] == q.market_time:
                     unchanged.append(q)
                     continue
@@ -113,7 +120,9 @@ class RingSink:
         rejections.extend(Rejection(m.symbol, RejectReason.MALFORMED, m.detail) for m in malformed)
         for r in rejections:
             stats.rejected[r.reason.label] += 1
-            log.info(
+            # one line per rejection at DEBUG; the cycle summary counts them by reason and
+            # every one is in the dead-letter stream with its detail
+            log.debug(
                 "quote_rejected",
                 extra={"symbol": r.symbol, "reason": r.reason.label, "detail": r.detail},
             )
@@ -191,10 +200,14 @@ class YahooPollSource:
         error: UpstreamError | None = None
         async with self._sem:
             stats.requests += 1
+            t0 = time.perf_counter()
             try:
                 qb = await self.client.fetch_quotes(batch)
             except UpstreamError as exc:
                 error = exc
+            metrics.record_batch(
+                len(batch), time.perf_counter() - t0, None if error is None else error.kind
+            )
         if error is None:
             now = self._clock()
             for sym in batch:
@@ -286,6 +299,7 @@ class Worker:
             notify_fd,
             Rules(v.min_price, v.max_price, v.max_age_regular_s, v.max_future_skew_s),
             skip_unchanged=config.workers.skip_unchanged,
+            worker=worker_id,
         )
         self.symbols: list[str] = []
         self._state_name = ""
@@ -299,8 +313,7 @@ class Worker:
         if msg.state_name != self._state_name:
             if self.sink.last_seen is not None:
                 self.sink.last_seen.close()
-            size = max((i for sh in msg.shards for i in sh.indices), default=-1) + 1
-            self.sink.last_seen = LastSeenTable.attach(msg.state_name, size)
+            self.sink.last_seen = LastSeenTable.attach(msg.state_name, msg.state_size)
             self._state_name = msg.state_name
         self.symbols = symbols
         self.sink.index_of = index_of
@@ -316,6 +329,7 @@ class Worker:
     async def _cycle(self, source: QuoteSource, msg: ipc.StartCycle) -> None:
         t0 = time.perf_counter()
         stats = CycleStats()
+        logs.bind(cycle=msg.cycle)
         try:
             await source.poll(self.symbols, self.sink, msg.cycle, msg.spread_s, stats)
         finally:

@@ -30,6 +30,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from engine import metrics
 from engine.backoff import full_jitter
 from engine.config import YahooSettings
 from engine.errors import (
@@ -332,11 +333,14 @@ class YahooClient:
         without counting as an attempt; retryable errors (429, 5xx, network, malformed bodies)
         are retried with full-jitter backoff up to ``max_attempts`` attempts in all.
         """
+        return await self._with_retries(lambda: self._get_once(url, params, parse))
+
+    async def _with_retries(self, once: Callable[[], Awaitable[T]]) -> tuple[T, int]:
         attempt = 0
         auth_refreshed = False
         while True:
             try:
-                return await self._get_once(url, params, parse), attempt + 1
+                return await once(), attempt + 1
             except UpstreamAuthError:
                 if auth_refreshed:
                     raise
@@ -353,6 +357,7 @@ class YahooClient:
                     rand=self._rand,
                     retry_after_s=getattr(exc, "retry_after_s", None),
                 )
+                metrics.record_retry(exc.kind)
                 log.debug(
                     "request_retrying",
                     extra={"error": exc.kind, "attempt": attempt, "delay_s": round(delay, 3)},
@@ -404,25 +409,4 @@ class YahooClient:
         """POST ``body`` (JSON) with crumb and ``parse`` the answer: the policy of
         :meth:`get_with_retries` (one crumb refresh on 401, full-jitter backoff on retryable
         errors up to ``max_attempts``), through the guard like every other call."""
-        attempt = 0
-        auth_refreshed = False
-        while True:
-            try:
-                return await self._post_once(url, params, body, parse), attempt + 1
-            except UpstreamAuthError:
-                if auth_refreshed:
-                    raise
-                auth_refreshed = True
-            except UpstreamError as exc:
-                attempt += 1
-                if not exc.retryable or attempt >= self.settings.max_attempts:
-                    raise
-                await self._sleep(
-                    full_jitter(
-                        attempt - 1,
-                        base_s=self.settings.backoff_base_s,
-                        cap_s=self.settings.backoff_max_s,
-                        rand=self._rand,
-                        retry_after_s=getattr(exc, "retry_after_s", None),
-                    )
-                )
+        return await self._with_retries(lambda: self._post_once(url, params, body, parse))

@@ -63,6 +63,7 @@ def engine_env(
             "INGEST_POSTGRES__ENABLED": "false",
             "INGEST_REDIS__ENABLED": "false",
             "INGEST_HTTP__ENABLED": "false",
+            "INGEST_EARNINGS__ENABLED": "false",
             "INGEST_LOG__FORMAT": "json",
             "INGEST_NATS__OUTBOX_DIR": str(tmp_path / "outbox"),
             "INGEST_POSTGRES__SPILL_DIR": str(tmp_path / "spill"),

@@ -133,20 +133,21 @@ class Emulator:
     ) -> None:
         self.stats.record(endpoint, status, fault)
         if self.access_log is not None:
-            self.access_log.write(
-                {
-                    "ts": arrived,
-                    "method": request.method,
-                    "path": request.path,
-                    "status": status,
-                    "endpoint": endpoint,
-                    "n_symbols": request.get(N_SYMBOLS, 0),
-                    "client": request.remote,
-                    "latency_ms": round(latency_ms, 3),
-                    "duration_ms": round((time.perf_counter() - t0) * 1000.0, 3),
-                    "fault": fault,
-                }
-            )
+            line: dict[str, Any] = {
+                "ts": arrived,
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "endpoint": endpoint,
+                "n_symbols": request.get(N_SYMBOLS, 0),
+                "client": request.remote,
+                "latency_ms": round(latency_ms, 3),
+                "duration_ms": round((time.perf_counter() - t0) * 1000.0, 3),
+                "fault": fault,
+            }
+            if self.cfg.access_log_symbols and endpoint == "quote":
+                line["symbols"] = request.query.get("symbols", "")
+            self.access_log.write(line)
 
     def close(self) -> None:
         if self.access_log is not None:

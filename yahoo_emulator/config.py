@@ -86,6 +86,7 @@ class EmulatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     visualization_max_size: NonNegInt = 100
     # --- logging ------------------------------------------------------------------------------
     access_log: str = ""
+    access_log_symbols: bool = False
 
     def __post_init__(self) -> None:
         if not self.invalid_kinds:
@@ -134,6 +135,8 @@ HELP: Final[dict[str, str]] = {
     "visualization_max_size": "POST /v1/finance/visualization with a larger size -> 400 "
     "(0 = no limit)",
     "access_log": "JSON-lines access log file (empty = none)",
+    "access_log_symbols": "also write the requested symbols (comma list) of each v7 quote request "
+    "to the access log (benches measuring per-symbol refresh times)",
 }
 
 

@@ -14,7 +14,8 @@ flushed when the answer is ready::
 
 ``ts`` is the wall-clock arrival time (epoch seconds, float), ``latency_ms`` the injected
 latency, ``duration_ms`` the time to the answer (injected latency included), ``status`` 0 when
-the connection was reset on purpose.
+the connection was reset on purpose. With ``access_log_symbols`` a v7 quote line also carries
+``"symbols"``: the request's ``symbols`` parameter as sent (comma list).
 """
 
 from __future__ import annotations

@@ -426,6 +426,7 @@ def demo_env(uid: str, **extra: str) -> dict[str, str]:
         INGEST_POSTGRES__ENABLED="false",
         INGEST_REDIS__ENABLED="false",
         INGEST_HTTP__ENABLED="false",
+        INGEST_EARNINGS__ENABLED="false",
         INGEST_WORKERS__COUNT="2",
         INGEST_LOG__FORMAT="json",
         **extra,
