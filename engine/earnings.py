@@ -546,7 +546,7 @@ async def _stop_on_message(reader: ConnReader, stop: asyncio.Event) -> None:
 async def _child(config: Config, conn: Connection, guard: Guard | None) -> None:
     logs.bind(role="earnings")
     stop = asyncio.Event()
-    reader = ConnReader(conn)
+    reader = ConnReader(conn, child=True)
     watcher = asyncio.create_task(_stop_on_message(reader, stop))
     try:
         await run_earnings(config, stop, guard=guard)

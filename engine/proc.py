@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
+ORPHAN_SIGNAL = signal.SIGUSR1
+"""Sent by the kernel to a child when the supervisor dies (PR_SET_PDEATHSIG): the child's
+:class:`ConnReader` then reports end-of-pipe, so the child shuts down as on ``Stop`` (the
+control pipe alone may never reach EOF: later children inherit its other end)."""
 
 
 def _prctl(option: int, arg: int | bytes) -> None:
@@ -36,13 +40,15 @@ def child_init(parent_pid: int, config: Config, name: str) -> None:
 
     * SIGINT/SIGTERM are ignored: the supervisor coordinates shutdown through the control pipe
       (a Ctrl-C in a terminal reaches the whole process group; only the supervisor acts on it).
-    * If the supervisor dies, the kernel sends SIGTERM (PR_SET_PDEATHSIG) and the child's control
-      pipe reaches EOF, which makes it shut down on its own.
+    * If the supervisor dies, the kernel sends :data:`ORPHAN_SIGNAL` (PR_SET_PDEATHSIG), which
+      the child's :class:`ConnReader` turns into end-of-pipe: the child shuts down on its own
+      (a publisher still drains what the rings hold). Before the reader exists the signal's
+      default action ends the child at once.
     """
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _prctl(PR_SET_PDEATHSIG, int(ORPHAN_SIGNAL))
     _prctl(PR_SET_NAME, name.encode()[:15])
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(0)
@@ -58,12 +64,22 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 class ConnReader:
     """Await control messages from a pipe without blocking the loop (``add_reader``)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, child: bool = False) -> None:
+        """``child``: this is a forked child's pipe to the supervisor; the supervisor's death
+        (:data:`ORPHAN_SIGNAL`) reads as end-of-pipe."""
         self._conn = conn
         self._queue: asyncio.Queue[ipc.Message | None] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(conn.fileno(), self._readable)
         self._eof = False
+        if child:
+            self._loop.add_signal_handler(ORPHAN_SIGNAL, self._orphaned)
+
+    def _orphaned(self) -> None:
+        log.error("supervisor_gone", extra={"action": "shutting down"})
+        if not self._eof:
+            self.close()
+            self._queue.put_nowait(None)
 
     def _readable(self) -> None:
         try:

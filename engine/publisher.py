@@ -530,7 +530,7 @@ class Publisher:
     async def run(self) -> None:
         logs.bind(role="publisher")
         loop = asyncio.get_running_loop()
-        reader = ConnReader(self.conn)
+        reader = ConnReader(self.conn, child=True)
         self.closing = asyncio.Event()
         for i, fd in enumerate(self.notify_fds):
             loop.add_reader(fd, self._wake, i)

@@ -356,7 +356,7 @@ class Worker:
 
     async def run(self) -> None:
         logs.bind(role="worker", worker=self.id)
-        reader = ConnReader(self.conn)
+        reader = ConnReader(self.conn, child=True)
         y = self.config.yahoo
         share = in_flight_share(y.max_in_flight, self.config.worker_count(), self.id)
         async with YahooClient.connect(y, max_clients=share, guard=self.guard) as client:
