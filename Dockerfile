@@ -22,7 +22,7 @@
 # (docker kill -s HUP <container>).
 #
 # Image size (estimate, no Docker on the build machines): python:3.11-slim-bookworm ~125 MB
-# uncompressed + the runtime venv measured at ~124 MB after the trimming below + tini ~1 MB,
+# uncompressed + the runtime venv measured at ~123 MB after the trimming below + tini ~1 MB,
 # i.e. ~250 MB; see docs/deployment.md.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -54,10 +54,9 @@ COPY engine ./engine
 COPY schemas ./schemas
 COPY yahoo_emulator ./yahoo_emulator
 
-# Binary wheels only: the runtime image has no compiler, and every pin has a manylinux wheel.
-RUN pip wheel --wheel-dir /wheels --only-binary=:all: --constraint constraints.txt \
-        numpy msgspec orjson uvloop \
-    && pip wheel --wheel-dir /wheels --prefer-binary --constraint constraints.txt .
+# Binary wheels only (every pin has a manylinux wheel; no compiler in the image), plus the
+# project's own wheel, which carries schemas/ as the package engine.schemas.
+RUN pip wheel --wheel-dir /wheels --only-binary=:all: --constraint constraints.txt .
 
 RUN python -m venv --without-pip /opt/venv \
     && pip --python /opt/venv/bin/python install --no-index --find-links=/wheels --no-compile \
