@@ -10,6 +10,7 @@ The earnings job's real messages are validated the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -103,7 +104,10 @@ def test_real_cycle_messages_validate_and_example_consumer_reads_them(
     assert r.returncode == 0, r.stderr[-3000:]
     s = summary(r.stdout)
 
-    quote_stream, dlq_stream = nats_names["INGEST_NATS__STREAM"], nats_names["INGEST_NATS__DLQ_STREAM"]
+    quote_stream, dlq_stream = (
+        nats_names["INGEST_NATS__STREAM"],
+        nats_names["INGEST_NATS__DLQ_STREAM"],
+    )
     quotes = stream_messages(NATS_URL, quote_stream)
     letters = stream_messages(NATS_URL, dlq_stream)
     assert len(quotes) == s["published"] > 300
@@ -208,10 +212,8 @@ def test_consumer_refuses_an_unknown_schema_version(uid: str) -> None:
 
     async def teardown() -> None:
         nc = await nats.connect(NATS_URL)
-        try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
             await nc.jetstream().delete_stream(stream)
-        except nats.js.errors.NotFoundError:
-            pass
         await nc.close()
 
     asyncio.run(setup())

@@ -30,7 +30,9 @@ T = 1_764_000_000
 
 
 def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_schemas", ROOT / "scripts" / "gen_schemas.py")
+    spec = importlib.util.spec_from_file_location(
+        "gen_schemas", ROOT / "scripts" / "gen_schemas.py"
+    )
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules["gen_schemas"] = mod
@@ -69,9 +71,7 @@ def quote(sym: str = "BRK-B", **kw: Any) -> Quote:
 
 
 def encoded(quotes: list[Quote], rejections: list[Rejection]) -> list[OutMessage]:
-    recs = to_records(
-        quotes, rejections, cycle=3, source=0, ingest_time_ns=T * 10**9 + 123_456_789
-    )
+    recs = to_records(quotes, rejections, cycle=3, source=0, ingest_time_ns=T * 10**9 + 123_456_789)
     return to_messages(recs).messages
 
 
@@ -125,7 +125,7 @@ def test_a_field_without_description_is_refused(monkeypatch: pytest.MonkeyPatch)
     descriptions = dict(gen.DESCRIPTIONS[sub.struct])
     del descriptions["volume"]
     monkeypatch.setitem(gen.DESCRIPTIONS, sub.struct, descriptions)
-    with pytest.raises(ValueError, match="QuoteMessage.volume has no description"):
+    with pytest.raises(ValueError, match=r"QuoteMessage\.volume has no description"):
         gen.build(sub)
 
 
