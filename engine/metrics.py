@@ -49,6 +49,8 @@ from prometheus_client import multiprocess as prom_mp
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from engine import ratelimit
+
 if TYPE_CHECKING:
     from engine.quality import QualitySnapshot
 
@@ -565,11 +567,9 @@ def record_rate_limit_wait(seconds: float) -> None:
 
 
 def budget_headroom(budget_requests: float, needed_requests: int) -> float:
-    """Share of the per-cycle request budget left after one full cycle, in [0, 1]:
-    ``1 - needed / budget``; 0 when the budget cannot cover a cycle."""
-    if budget_requests <= 0:
-        return 0.0
-    return max(0.0, min(1.0, 1.0 - needed_requests / budget_requests))
+    """:func:`engine.ratelimit.headroom`: share of the per-cycle request budget left after one
+    full cycle, in [0, 1]; 0 when the budget cannot cover a cycle."""
+    return ratelimit.headroom(budget_requests, needed_requests)
 
 
 def set_rate_limit(

@@ -91,11 +91,13 @@ def on_throttle(
     )
 
 
-def headroom(s: RateState, policy: RatePolicy) -> float:
-    """Fraction of the maximum rate still unused (0 = throttled to the floor... 1 = at max)."""
-    if policy.max_rps <= policy.min_rps:
+def headroom(budget: float, need: int) -> float:
+    """Share of the per-cycle request budget (:func:`cycle_budget`) left after one full cycle of
+    ``need`` requests, in [0, 1]: ``1 - need / budget``; 0 when the budget cannot cover a cycle
+    (the engine then says so and refreshes the universe over :func:`cycles_to_cover` cycles)."""
+    if budget <= 0:
         return 0.0
-    return max(0.0, min(1.0, (policy.max_rps - s.rate) / (policy.max_rps - policy.min_rps)))
+    return max(0.0, min(1.0, 1.0 - need / budget))
 
 
 def cycle_budget(s: RateState, policy: RatePolicy, interval_s: float) -> float:

@@ -193,7 +193,6 @@ class Supervisor:
         self.fatal: str | None = None
         self.overruns = 0
         self.failures = FailureRateWindow()
-        self.rate_snapshot: tuple[float, float, str] = (0.0, 0.0, "CLOSED")
         self.last_summary: CycleSummary | None = None
         self.recent: deque[CycleSummary] = deque(maxlen=RECENT_CYCLES)
         self.tracker: QualityTracker | None = None
@@ -443,11 +442,10 @@ class Supervisor:
         """Say so when the rate limiter's budget cannot cover a whole cycle."""
         if self.guard is None:
             return
-        rate, brk_state = self.guard.snapshot()
+        rate, _ = self.guard.snapshot()
         policy = self.guard.rate_policy
         need = self._requests_per_cycle()
         budget = cycle_budget(rate, policy, self.config.scheduler.interval_s)
-        self.rate_snapshot = (rate.rate, headroom(rate, policy), brk_state.state.name)
         if budget < need:
             log.warning(
                 "rate_budget_insufficient",
@@ -464,7 +462,8 @@ class Supervisor:
         if self.guard is not None:
             rate, brk_state = self.guard.snapshot()
             s.rate_rps = round(rate.rate, 3)
-            s.rate_headroom = round(headroom(rate, self.guard.rate_policy), 3)
+            budget = cycle_budget(rate, self.guard.rate_policy, self.config.scheduler.interval_s)
+            s.rate_headroom = round(headroom(budget, self._requests_per_cycle()), 3)
             s.breaker = brk_state.state.name
         self.cycles.pop(s.cycle, None)
         self.last_summary = s

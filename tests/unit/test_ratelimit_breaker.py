@@ -68,7 +68,9 @@ class TestRateLimit:
         s = rl.RateState(rate=5.0, tokens=2.0, updated_at=0)
         assert rl.cycle_budget(s, P, 10) == 52
         assert rl.cycles_to_cover(100, 52) == 2
-        assert rl.headroom(rl.RateState(rate=P.max_rps, tokens=0, updated_at=0), P) == 0
+        assert rl.headroom(52, 13) == 0.75
+        assert rl.headroom(52, 100) == 0.0
+        assert rl.headroom(0, 1) == 0.0
 
 
 class TestBreaker:
