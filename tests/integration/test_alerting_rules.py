@@ -25,7 +25,7 @@ def test_prometheus_config_and_rules_are_valid() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     res = run(promtool, "check", "rules", str(PROM / "alerts.yml"))
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "SUCCESS: 8 rules found" in res.stdout
+    assert "SUCCESS: 9 rules found" in res.stdout
 
 
 def test_alert_rules_unit_tests() -> None:
@@ -48,6 +48,7 @@ def test_every_alert_has_a_unit_test() -> None:
         "IngestionSymbolsMissing",
         "IngestionDataStale",
         "IngestionBreakerOpen",
+        "IngestionSymbolFailureRateHigh",
     } <= alerts
 
 
