@@ -180,7 +180,9 @@ class YahooGuard:
                 new_rate = rl.on_success(rate, self.rate_policy, latency_s, now)
                 new_b = brk.on_result(b, self.breaker_policy, True, now)
             elif outcome == "throttled":
-                new_rate = rl.on_throttle(rate, self.rate_policy, now, retry_after_s)
+                new_rate = rl.on_throttle(
+                    rate, self.rate_policy, now, retry_after_s, sent_at=now - latency_s
+                )
             elif outcome == "failed":
                 new_b = brk.on_result(b, self.breaker_policy, False, now)
             self._store(new_rate, new_b)

@@ -41,15 +41,25 @@ class RateState(msgspec.Struct, frozen=True):
     blocked_until: float = 0.0
     ewma_latency_s: float = 0.0
     throttles: int = 0
+    decreased_at: float = -1.0  # when the rate was last cut (-1: never)
 
     @classmethod
     def initial(cls, policy: RatePolicy, now: float) -> RateState:
         return cls(rate=policy.initial_rps, tokens=policy.burst, updated_at=now)
 
 
+def burst_cap(s: RateState, policy: RatePolicy) -> float:
+    """Tokens the bucket may hold: ``policy.burst`` until Yahoo first throttles us; after that
+    one second's worth at the learned rate, so a pause between cycles does not end in a burst
+    the upstream's own bucket cannot take (every cycle would open with 429s)."""
+    if s.decreased_at < 0:
+        return policy.burst
+    return min(policy.burst, max(1.0, s.rate))
+
+
 def _refill(s: RateState, policy: RatePolicy, now: float) -> RateState:
     dt = max(0.0, now - s.updated_at)
-    tokens = min(policy.burst, s.tokens + dt * s.rate)
+    tokens = min(burst_cap(s, policy), s.tokens + dt * s.rate)
     return msgspec.structs.replace(s, tokens=tokens, updated_at=now)
 
 
@@ -76,10 +86,20 @@ def on_success(s: RateState, policy: RatePolicy, latency_s: float, now: float) -
 
 
 def on_throttle(
-    s: RateState, policy: RatePolicy, now: float, retry_after_s: float | None = None
+    s: RateState,
+    policy: RatePolicy,
+    now: float,
+    retry_after_s: float | None = None,
+    sent_at: float | None = None,
 ) -> RateState:
-    """A 429 (or ``Too Many Requests`` crumb): back off."""
-    rate = max(policy.min_rps, s.rate * policy.decrease_factor)
+    """A 429 (or ``Too Many Requests`` crumb): back off.
+
+    One cut per congestion event: a 429 for a request sent before the last cut (``sent_at``)
+    was already in flight when we slowed down, so it does not cut the rate again - four
+    requests in flight answered 429 together halve the rate once, not sixteen-fold.
+    """
+    same_event = sent_at is not None and sent_at < s.decreased_at
+    rate = s.rate if same_event else max(policy.min_rps, s.rate * policy.decrease_factor)
     pause = retry_after_s if retry_after_s is not None else 1.0 / rate
     return msgspec.structs.replace(
         s,
@@ -88,6 +108,7 @@ def on_throttle(
         updated_at=now,
         blocked_until=max(s.blocked_until, now + pause),
         throttles=s.throttles + 1,
+        decreased_at=s.decreased_at if same_event else now,
     )
 
 

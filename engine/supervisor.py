@@ -15,7 +15,8 @@ A cycle: the supervisor sends ``StartCycle`` to every worker; each answers ``Cyc
 its ring position; once all have, the supervisor ``Seal``s the cycle (the positions every record
 of the cycle sits before) and the publisher answers ``CyclePublished`` when its acknowledged
 tails pass them. Cycles never overlap (fetch phases are serialised; an overrun is logged and
-counted and the missed ticks are skipped).
+counted, the missed ticks are skipped and the next cycle starts at once - behind schedule, the
+rate budget is better spent than left idle until the next tick).
 
 Signals: SIGTERM/SIGINT stop scheduling, let the workers finish the cycle in flight (up to
 ``scheduler.shutdown_grace_s``), then let the publisher drain every ring before exit - nothing
@@ -558,6 +559,9 @@ class Supervisor:
                     "cycle_overrun",
                     extra={"cycle": cyc.summary.cycle, "missed_ticks": missed},
                 )
+                # behind schedule: the next pass starts now (the grid moves) rather than idling
+                # until the next grid point with the rate budget unused
+                due = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=due - time.monotonic())
 

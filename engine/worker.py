@@ -195,7 +195,12 @@ class YahooPollSource:
         return sorted(symbols, key=lambda s: (s not in failed, last.get(s, 0.0)))
 
     async def _fetch(
-        self, batch: Sequence[str], sink: RingSink, cycle: int, stats: CycleStats
+        self,
+        batch: Sequence[str],
+        sink: RingSink,
+        cycle: int,
+        stats: CycleStats,
+        deferred: list[Sequence[str]] | None = None,
     ) -> None:
         error: UpstreamError | None = None
         async with self._sem:
@@ -217,14 +222,19 @@ class YahooPollSource:
             stats.fetched += len(qb.quotes) + len(qb.malformed)
             stats.missing += len(qb.missing)
             await sink.accept(self.code, cycle, qb.quotes, qb.malformed, stats)
+        elif deferred is not None and isinstance(error, RateLimitedError):
+            # a 429 is not the batch's fault: one more try at the end of this cycle, once the
+            # shared limiter has slowed down, rather than 50 symbols without a quote this cycle
+            log.info("batch_deferred", extra={"cycle": cycle, "symbols": len(batch)})
+            deferred.append(batch)
         elif len(batch) > 1 and not isinstance(error, self.NO_SPLIT):
             log.warning(
                 "batch_split", extra={"cycle": cycle, "symbols": len(batch), "error": error.kind}
             )
             half = len(batch) // 2
             await asyncio.gather(
-                self._fetch(batch[:half], sink, cycle, stats),
-                self._fetch(batch[half:], sink, cycle, stats),
+                self._fetch(batch[:half], sink, cycle, stats, deferred),
+                self._fetch(batch[half:], sink, cycle, stats, deferred),
             )
         else:
             self._failed(batch, cycle, stats, error)
@@ -247,12 +257,18 @@ class YahooPollSource:
         )
 
     async def _one(
-        self, batch: Sequence[str], sink: RingSink, cycle: int, start_at: float, stats: CycleStats
+        self,
+        batch: Sequence[str],
+        sink: RingSink,
+        cycle: int,
+        start_at: float,
+        stats: CycleStats,
+        deferred: list[Sequence[str]],
     ) -> None:
         delay = start_at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        await self._fetch(batch, sink, cycle, stats)
+        await self._fetch(batch, sink, cycle, stats, deferred)
 
     async def poll(
         self,
@@ -268,9 +284,20 @@ class YahooPollSource:
         stats.requested += len(symbols)
         step = spread_s / len(batches) if batches and spread_s > 0 else 0.0
         t0 = time.monotonic()
+        deferred: list[Sequence[str]] = []
         async with asyncio.TaskGroup() as tg:
             for i, b in enumerate(batches):
-                tg.create_task(self._one(b, sink, cycle, t0 + i * step, stats))
+                tg.create_task(self._one(b, sink, cycle, t0 + i * step, stats, deferred))
+        if not deferred:
+            return
+        if len(deferred) > max(1, len(batches) // 10):  # a 429 storm: leave it to the next cycle
+            storm = RateLimitedError("429 storm: batch left for the next cycle")
+            for d in deferred:
+                self._failed(d, cycle, stats, storm)
+            return
+        async with asyncio.TaskGroup() as tg:  # the last chance in this cycle
+            for d in deferred:
+                tg.create_task(self._fetch(d, sink, cycle, stats))
 
 
 def in_flight_share(total: int, workers: int, worker: int) -> int:

@@ -163,6 +163,12 @@ def raise_for_response(resp: HttpResponse) -> None:
         raise UpstreamPayloadError("Yahoo answered an HTML page instead of JSON (outage?)", url=url)
 
 
+def _check_cookie_answer(resp: HttpResponse) -> None:
+    """The cookie call answers 404 (with Set-Cookie) normally; 429 and 5xx are failures."""
+    if resp.status == 429 or resp.status >= 500:
+        raise_for_response(resp)
+
+
 def decode_quotes(body: bytes, requested: Sequence[str], url: str = "") -> QuoteBatch:
     """Decode a v7 body; quotes that do not decode are reported, not raised."""
     try:
@@ -256,8 +262,13 @@ class YahooClient:
             await self._sleep(wait)
         self._last_crumb_fetch = self._clock()
         timeout = self.settings.timeout_s
-        # 404 + Set-Cookie: A3 is the expected answer
-        await self._guarded(lambda: self._transport.get(self.endpoints.cookie, None, timeout))
+        # 404 + Set-Cookie: A3 is the expected answer; a 429 or 5xx is not (without this
+        # check a 429 here counted as a success for the rate limiter, and getcrumb went on
+        # without a cookie, spending a second request on an empty crumb)
+        await self._guarded(
+            lambda: self._transport.get(self.endpoints.cookie, None, timeout),
+            parse=_check_cookie_answer,
+        )
         resp = await self._guarded(
             lambda: self._transport.get(self.endpoints.query1 + CRUMB_PATH, None, timeout),
             check=True,

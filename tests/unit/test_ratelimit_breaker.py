@@ -63,6 +63,30 @@ class TestRateLimit:
             s = rl.on_success(s, P, 10.0, i)
         assert s.rate < 10.0
 
+    def test_429s_of_requests_in_flight_together_cut_once(self) -> None:
+        """Four requests sent before the cut, answered 429 together, halve the rate once; a
+        request sent after the cut that is throttled again cuts again."""
+        s = rl.RateState(rate=16.0, tokens=0, updated_at=0)
+        s = rl.on_throttle(s, P, 10.0, sent_at=9.5)
+        assert s.rate == 8.0
+        for _ in range(3):
+            s = rl.on_throttle(s, P, 10.1, sent_at=9.6)
+        assert s.rate == 8.0 and s.throttles == 4
+        s = rl.on_throttle(s, P, 12.0, sent_at=11.0)
+        assert s.rate == 4.0
+
+    def test_bucket_capped_at_one_second_once_throttled(self) -> None:
+        """Before any 429 the bucket refills to the burst; after one, to a second's worth of the
+        learned rate, so the pause between cycles does not end in a burst."""
+        s = rl.RateState(rate=2.0, tokens=0, updated_at=0)
+        assert rl.burst_cap(s, P) == P.burst
+        s, _ = rl.try_acquire(s, P, 100.0)
+        assert s.tokens == P.burst - 1
+        t = rl.on_throttle(rl.RateState(rate=4.0, tokens=0, updated_at=0), P, 1.0)
+        assert t.rate == 2.0 and rl.burst_cap(t, P) == 2.0
+        t, _ = rl.try_acquire(t, P, 500.0)
+        assert t.tokens <= 2.0
+
     def test_budget(self) -> None:
         """The cycle budget is what the bucket holds plus one interval of refill."""
         s = rl.RateState(rate=5.0, tokens=2.0, updated_at=0)
