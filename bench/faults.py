@@ -302,7 +302,7 @@ def account(
     )
     dup_ids = sum(n - 1 for n in ids.values() if n > 1)
     dup_keys = sum(n - 1 for n in keys.values() if n > 1)
-    by_cycle = Counter(p.get("cycle") for p, _ in stream)
+    by_cycle: Counter[int] = Counter(int(p.get("cycle") or 0) for p, _ in stream)
     expected: dict[int, int] = {}
     for c in cycles:
         expected[c["cycle"]] = c["valid"] - c["unchanged"]
@@ -446,6 +446,17 @@ def stop_engine(eng: EngineProcess, timeout_s: float = 90) -> int | None:
         return None
 
 
+def save_artifacts(dest: str | None, part: str, access: Path, eng: EngineProcess) -> None:
+    """Keep the emulator's access log and the engine's log events for a closer look."""
+    if not dest:
+        return
+    d = Path(dest)
+    d.mkdir(parents=True, exist_ok=True)
+    if access.exists():
+        (d / f"{part}-access.jsonl").write_bytes(access.read_bytes())
+    (d / f"{part}-engine.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in eng.events))
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
@@ -461,7 +472,9 @@ def machine() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def run_fault_mix(a: argparse.Namespace) -> dict[str, Any]:
+def run_fault_mix(a: argparse.Namespace, raw: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Part A. ``raw`` (if given) receives the cycle events, stream messages and PostgreSQL
+    rows the figures were computed from (the smoke test doctors them)."""
     names = new_names()
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as d:
         tmp = Path(d)
@@ -499,6 +512,9 @@ def run_fault_mix(a: argparse.Namespace) -> dict[str, Any]:
         finally:
             cleanup(names)
         acc_log = read_access_log(access)
+        save_artifacts(a.artifacts, "A", access, eng)
+    if raw is not None:
+        raw.update(cycles=completed, stream=stream, rows=rows, dlq=dlq, access=acc_log)
     measured = [cycle_rates(c) for c in completed[: a.cycles]]
     acct = account(completed, stream, rows, dlq)
     served = served_symbols(acc_log)
@@ -590,7 +606,7 @@ def per_minute(samples: Sequence[dict[str, Any]], t0: float) -> list[dict[str, A
                 best = s
         return best
 
-    out = []
+    out: list[dict[str, Any]] = []
     if not samples:
         return out
     k = 0
@@ -670,11 +686,12 @@ def refresh_gaps(
 
 
 def run_rate_limit(a: argparse.Namespace) -> dict[str, Any]:
+    """Part B."""
     names = new_names()
     need_per_interval = math.ceil(a.symbols / BATCH_SIZE)
     need_rps = need_per_interval / a.rl_interval
     emu_rps = round(need_rps * a.budget_fraction, 3)
-    burst = max(1.0, emu_rps) if a.rl_burst is None else a.rl_burst
+    burst = max(10.0, emu_rps) if a.rl_burst is None else a.rl_burst
     budget_per_interval = emu_rps * a.rl_interval
     target_intervals = 2 * need_per_interval / budget_per_interval
     symbols = universe(a.symbols)
@@ -715,6 +732,7 @@ def run_rate_limit(a: argparse.Namespace) -> dict[str, Any]:
         finally:
             cleanup(names)
         acc_log = read_access_log(access)
+        save_artifacts(a.artifacts, "B", access, eng)
     cycle_starts = [event_time(e) for e in eng.named("cycle_started")]
     # intact 200 answers: every symbol in them was refreshed at that moment
     refreshed: dict[str, list[float]] = defaultdict(list)
@@ -909,12 +927,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rl-seconds", type=float, default=200.0)
     g.add_argument("--rl-interval", type=float, default=5.0)
     g.add_argument("--budget-fraction", type=float, default=0.5)
-    g.add_argument("--rl-burst", type=float, default=None, help="emulator bucket (default: 1 s)")
+    g.add_argument(
+        "--rl-burst",
+        type=float,
+        default=None,
+        help="emulator bucket (default: max(10, 1 s of refill); the emulator default is 10)",
+    )
     g.add_argument("--settle-s", type=float, default=60.0)
     g.add_argument("--poll-s", type=float, default=2.0)
     g.add_argument("--near-zero-share", type=float, default=0.01,
                    help="429s 'near zero': at most this share of a minute's requests")  # fmt: skip
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--artifacts", help="directory to keep access logs and engine events in")
     return ap
 
 
