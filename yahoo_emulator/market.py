@@ -14,9 +14,11 @@ Walk
     (``tick_s``, default 1 s). In a step an instrument trades with a Poisson probability from
     its traded volume (floored by ``min_trade_prob``), its price moves by a log-normal step of
     its daily volatility scaled to the elapsed time, rounded to the cent (1/100 cent below $1),
-    and its volume grows by the expected shares. ``regularMarketTime`` moves only when the
-    rounded price changes, so an unchanged quote keeps its market time (the engine deduplicates
-    on symbol + market time). Draws are hashes of (seed, tick, instrument) (:mod:`.rng`), so a
+    and its volume grows by the expected shares. ``regularMarketTime`` is the time of the last
+    trade, as on Yahoo: it moves with every trade, also one at an unchanged (rounded) price, and
+    only then - an instrument that did not trade keeps its quote and its market time (the engine
+    deduplicates on symbol + market time), and a quiet one is not reported stale while it trades.
+    Draws are hashes of (seed, tick, instrument) (:mod:`.rng`), so a
     run is reproducible for a given ``--seed`` and request schedule.
 
     Only REGULAR moves the regular price; PRE and POST move the extended-hours price (reported
@@ -361,7 +363,7 @@ class Market:
         np.maximum(new, 1.0 / scale, out=new)
         changed = traded & (new != cur)
         np.copyto(cur, new, where=changed)
-        when[:n][changed] = t
+        when[:n][traded] = t
         if regular:
             np.maximum(self.day_high[:n], cur, out=self.day_high[:n])
             np.minimum(self.day_low[:n], cur, out=self.day_low[:n])

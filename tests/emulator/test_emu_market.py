@@ -38,27 +38,31 @@ def test_last_close_and_timezone() -> None:
     assert tz_info(et(2026, 7, 15, 11, 0)) == ("EDT", -14400)
 
 
-async def test_regular_prices_move_and_time_changes_only_with_price(make_emu: MakeEmu) -> None:
+async def test_regular_prices_move_and_market_time_is_the_last_trade(make_emu: MakeEmu) -> None:
     clock = FakeClock()
     async with make_emu(clock=clock, seed=5) as h:
         await h.login()
         before = {q["symbol"]: q for q in await h.quotes(SYMBOLS, fields=FIELDS)}
         assert all(q["marketState"] == "REGULAR" for q in before.values())
-        moved = 0
+        moved = traded_flat = 0
         for _ in range(30):
             clock.advance(1)
             now = {q["symbol"]: q for q in await h.quotes(SYMBOLS, fields=FIELDS)}
             for s, q in now.items():
                 b = before[s]
+                if q["regularMarketTime"] == b["regularMarketTime"]:  # no trade: same quote
+                    assert q["regularMarketPrice"] == b["regularMarketPrice"]
+                    assert q["regularMarketVolume"] == b["regularMarketVolume"]
+                    continue
+                assert b["regularMarketTime"] < q["regularMarketTime"] <= clock.t
+                assert q["regularMarketVolume"] >= b["regularMarketVolume"]
                 if q["regularMarketPrice"] != b["regularMarketPrice"]:
                     moved += 1
-                    assert q["regularMarketTime"] > b["regularMarketTime"]
-                    assert q["regularMarketTime"] <= clock.t
                 else:
-                    assert q["regularMarketTime"] == b["regularMarketTime"]
-                assert q["regularMarketVolume"] >= b["regularMarketVolume"]
+                    traded_flat += 1
             before = now
         assert moved > 30  # liquid names trade nearly every tick
+        assert traded_flat > 0  # a trade at the same price is a new quote too
 
 
 async def test_freeze_keeps_everything(make_emu: MakeEmu) -> None:
