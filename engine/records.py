@@ -205,7 +205,9 @@ def to_messages(recs: Records) -> Decoded:
                     exchange=_text(exch_b),
                 )
             )
-            key = mtime if mtime else f"c{cycle}"
+            # no market time: the record's ingest second (fixed in the ring, so a re-publish
+            # after a crash keeps the id; a cycle number would repeat after a restart)
+            key = mtime if mtime else f"i{ingest_ns // 1_000_000_000}"
             out.append(OutMessage(True, f"{symbol}:{reason_label}:{key}", payload, cycle))
     return Decoded(out, quotes, unchanged)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -120,8 +121,11 @@ def test_real_cycle_messages_validate_and_example_consumer_reads_them(
     for p, h in quotes:
         assert h["Nats-Msg-Id"] == f"{p['symbol']}:{p['market_time']}"
     for p, h in letters:
-        key = p["market_time"] if p["market_time"] else f"c{p['cycle']}"
-        assert h["Nats-Msg-Id"] == f"{p['symbol']}:{p['reason']}:{key}"
+        if p["market_time"]:
+            assert h["Nats-Msg-Id"] == f"{p['symbol']}:{p['reason']}:{p['market_time']}"
+        else:  # the ingest second (docs/messages.md)
+            second = int(dt.datetime.fromisoformat(p["ingest_time"]).timestamp())
+            assert h["Nats-Msg-Id"] == f"{p['symbol']}:{p['reason']}:i{second}"
 
     # Redis market:{SYMBOL} holds the same document
     rd = redis.Redis.from_url(REDIS_URL)

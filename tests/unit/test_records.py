@@ -67,13 +67,14 @@ class TestRecords:
         )
         assert d.price == 0.001 and d.market_time == T and d.cycle == 3
 
-    def test_rejection_without_time_keys_on_cycle(self) -> None:
-        """Without a market time the DLQ msg id falls back to the cycle."""
+    def test_rejection_without_time_keys_on_ingest_second(self) -> None:
+        """Without a market time the DLQ msg id falls back to the record's ingest second (not
+        the cycle number, which starts again at 1 after a restart and would be deduplicated)."""
         rej = Rejection("XYZ", RejectReason.MISSING_TIME, "regularMarketTime absent")
         (m,) = to_messages(
-            to_records([], [rej], cycle=9, source=0, ingest_time_ns=T * 10**9)
+            to_records([], [rej], cycle=9, source=0, ingest_time_ns=T * 10**9 + 5)
         ).messages
-        assert m.msg_id == "XYZ:missing_time:c9"
+        assert m.msg_id == f"XYZ:missing_time:i{T}"
         assert msgspec.json.decode(m.payload, type=DlqMessage).market_time is None
 
     def test_long_text_is_truncated_not_corrupted(self) -> None:
