@@ -103,8 +103,9 @@ SUBJECTS: Final = (
         subject=_nats.dlq_subject,
         stream=_nats.dlq_stream,
         msg_id=(
-            "rejected: '{symbol}:{reason}:{market_time}' ('{symbol}:{reason}:i{ingest epoch second}' when the "
-            "quote had no market time); unpublishable: 'unpublishable:{original Nats-Msg-Id}'"
+            "rejected: '{symbol}:{reason}:{market_time}' "
+            "('{symbol}:{reason}:i{ingest epoch second}' when the quote had no market time); "
+            "unpublishable: 'unpublishable:{original Nats-Msg-Id}'"
         ),
         title=f"{_nats.dlq_subject} message, schema_version {quote.SCHEMA_VERSION}",
         description=(
