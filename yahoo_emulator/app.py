@@ -210,8 +210,15 @@ async def _serve_yahoo(
     resp, fault = _gate(emu, request, endpoint, cfg)
     try:
         if resp is None:
+            stall = emu.faults.stall_s(cfg, endpoint)
+            if stall > 0:  # the client times out; if it waits, a normal answer
+                try:
+                    await asyncio.sleep(stall)
+                except asyncio.CancelledError:  # the client hung up (aiohttp cancels us)
+                    emu.record(request, endpoint, 0, "stalled", arrived, t0, latency)
+                    raise
             resp = await handler(request)
-            fault = request.get(FAULT)
+            fault = request.get(FAULT) or ("stalled" if stall > 0 else None)
             cut = _maybe_truncate(emu, resp, endpoint, cfg)
             if cut is not None:
                 resp, fault = cut, "truncated_json"

@@ -7,7 +7,7 @@ changes nothing and its error names the key. The running emulator swaps the new 
 atomically; handlers read ``emulator.cfg`` once per request.
 
 Probabilities are per request (``fault_429``, ``fault_5xx``, ``fault_html``, ``fault_truncate``,
-``fault_reset``, ``fault_crumb_text``) or per v7 response (``fault_invalid_quote``,
+``fault_reset``, ``fault_stall``, ``fault_crumb_text``) or per v7 response (``fault_invalid_quote``,
 ``fault_stale_quote``: one quote of the batch is damaged). All draws come from RNGs seeded with
 ``seed``, so a sequential client sees the same faults on every run.
 """
@@ -73,6 +73,8 @@ class EmulatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     fault_html_status: Annotated[int, msgspec.Meta(ge=200, le=599)] = 200
     fault_truncate: Prob = 0.0
     fault_reset: Prob = 0.0
+    fault_stall: Prob = 0.0
+    stall_s: NonNegFloat = 30.0
     fault_invalid_quote: Prob = 0.0
     invalid_kinds: tuple[InvalidKind, ...] = INVALID_KINDS
     fault_stale_quote: Prob = 0.0
@@ -121,6 +123,9 @@ HELP: Final[dict[str, str]] = {
     "fault_html_status": "HTTP status of the outage page",
     "fault_truncate": "probability a JSON body is cut short (status 200)",
     "fault_reset": "probability the connection is reset without an answer",
+    "fault_stall": "probability the request hangs stall_s seconds before its answer (a client "
+    "timeout)",
+    "stall_s": "how long a stalled request hangs, seconds",
     "fault_invalid_quote": "probability one quote of a v7 batch is invalid (see invalid_kinds)",
     "invalid_kinds": "comma list: string_price,negative_volume,zero_price,huge_price,string_time",
     "fault_stale_quote": "probability one quote of a v7 batch carries an old regularMarketTime",

@@ -6,9 +6,11 @@
 * :class:`Faults` - per request, in this order: ``fault_429`` (any Yahoo endpoint: the "429
   storm" Yahoo answers non-browser clients with), then for the endpoints in ``fault_endpoints``
   ``fault_reset`` (abort the transport, no answer), ``fault_5xx`` (500/502/503/504) and
-  ``fault_html`` (the "Will be right back" page); after the handler ``fault_truncate`` cuts a
-  JSON body. Per v7 response ``fault_invalid_quote`` and ``fault_stale_quote`` damage one quote
-  of the batch. ``fault_crumb_text`` makes getcrumb answer ``Too Many Requests`` as the crumb.
+  ``fault_html`` (the "Will be right back" page), and ``fault_stall`` holds an otherwise normal
+  request for ``stall_s`` seconds (the hung upstream a client must time out on); after the
+  handler ``fault_truncate`` cuts a JSON body. Per v7 response ``fault_invalid_quote`` and
+  ``fault_stale_quote`` damage one quote of the batch. ``fault_crumb_text`` makes getcrumb
+  answer ``Too Many Requests`` as the crumb.
 
 Draws are only taken for knobs that are non-zero, from ``random.Random`` seeded with ``seed``,
 so a client that sends requests one at a time sees the same faults in the same places on every
@@ -101,6 +103,12 @@ class Faults:
         if self._hit(cfg.fault_html):
             return "html"
         return None
+
+    def stall_s(self, cfg: EmulatorConfig, endpoint: str) -> float:
+        """How long this request hangs before it is answered (0: it does not)."""
+        if endpoint not in cfg.fault_endpoints or not self._hit(cfg.fault_stall):
+            return 0.0
+        return cfg.stall_s
 
     def status_5xx(self) -> int:
         return self._rng.choice(_STATUSES_5XX)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import aiohttp
 import orjson
 import pytest
@@ -59,6 +62,23 @@ async def test_fault_connection_reset(h: Harness) -> None:
     s = h.stats()
     # aiohttp retries once when a reused keep-alive connection is dropped, hence >= 1
     assert s["faults"]["connection_reset"] == s["requests"]["quote"]["0"] >= 1
+
+
+async def test_fault_stall_hangs_then_answers(h: Harness) -> None:
+    """A stalled request is answered normally, but only after ``stall_s``: a client with a
+    shorter timeout gives up first."""
+    h.emu.configure(fault_stall=1.0, stall_s=0.4)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(h.quote(SYMBOLS), 0.1)
+    t0 = time.perf_counter()
+    r = await h.quote(SYMBOLS)
+    assert r.status == 200 and len(r.json()["quoteResponse"]["result"]) == len(SYMBOLS)
+    assert time.perf_counter() - t0 >= 0.4
+    assert h.stats()["faults"]["stalled"] >= 1
+    h.emu.configure(fault_stall=0.0)
+    t0 = time.perf_counter()
+    assert (await h.quote(SYMBOLS)).status == 200
+    assert time.perf_counter() - t0 < 0.4
 
 
 @pytest.mark.parametrize("kind", INVALID_KINDS)

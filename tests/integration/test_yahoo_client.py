@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -107,6 +108,32 @@ class TestFailures:
                 attempts += b.attempts
                 assert len(b.quotes) == len(SYMBOLS)
         assert attempts > 20
+
+    @pytest.mark.fault
+    @pytest.mark.parametrize("transport", ["curl_cffi", "aiohttp"])
+    async def test_timeouts_are_retried_then_translated(
+        self, emu: RunningEmulator, transport: str
+    ) -> None:
+        """A hung upstream: an intermittent stall is absorbed by a retry; a persistent one
+        ends, after the attempts, as a retryable transport error (never a hang)."""
+        async with YahooClient.connect(settings(emu, transport, timeout_s=0.3)) as c:
+            await c.crumb()
+            emu.configure(fault_stall=0.2, stall_s=2.0)  # seed 5: 3 stalls in 13 draws
+            attempts = 0
+            for _ in range(10):
+                b = await c.fetch_quotes(SYMBOLS)
+                attempts += b.attempts
+                assert len(b.quotes) == len(SYMBOLS)
+            assert attempts > 10
+            emu.configure(fault_stall=1.0)
+            with pytest.raises(UpstreamTransportError) as ei:
+                await c.fetch_quotes(SYMBOLS)
+            assert ei.value.retryable
+        # the emulator records a stalled request when it ends (it outlives the client's wait)
+        stalled = attempts - 10 + 3
+        async with asyncio.timeout(10):
+            while emu.stats()["faults"].get("stalled", 0) < stalled:  # noqa: ASYNC110 (a counter)
+                await asyncio.sleep(0.05)
 
     async def test_invalid_single_quote_does_not_poison_batch(self, emu: RunningEmulator) -> None:
         """A quote with a wrong type is reported malformed; the rest of the batch decodes."""
