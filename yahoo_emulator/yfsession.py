@@ -4,10 +4,17 @@ yfinance accepts ``session=`` (a ``curl_cffi`` Session); this subclass rewrites 
 ``https://*.yahoo.com/...`` URL - cookie seeding, getcrumb, query1/query2 - to one origin, so a
 yfinance user's own code runs unchanged against the emulator. Used by the fidelity tests and by
 the benchmark's yfinance peer.
+
+Cookies: real Yahoo sets ``A3`` with ``Domain=.yahoo.com``; an emulator on an IP origin cannot,
+so its cookie lands in the jar under the origin's host. yfinance only caches (and so reuses) a
+cookie filed under a ``yahoo`` domain - without one it fetches ``fc.yahoo.com`` again before
+every request, an extra round trip real Yahoo never causes. So each cookie the origin sets is
+also filed under ``.yahoo.com`` (the copy under the origin's host is the one curl sends).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 from typing import Any
@@ -30,4 +37,18 @@ class RewritingSession(curl.Session[curl.Response]):
         if m is not None:
             self.hosts[m.group("host")] += 1
             url = self.origin + url[m.end() :]
-        return super().request(method, url, *args, **kwargs)
+        response = super().request(method, url, *args, **kwargs)
+        if m is not None:
+            self._file_under_yahoo()
+        return response
+
+    def _file_under_yahoo(self) -> None:
+        jar = self.cookies.jar
+        for c in list(jar):
+            if c.domain.endswith("yahoo.com"):
+                continue
+            mirror = copy.copy(c)
+            mirror.domain, mirror.domain_specified, mirror.domain_initial_dot = (
+                ".yahoo.com", True, True,
+            )  # fmt: skip
+            jar.set_cookie(mirror)
