@@ -53,6 +53,7 @@ class CycleFetched(msgspec.Struct, frozen=True, tag=True):
     valid: int
     unchanged: int  # valid but identical to the last quote written (not re-published)
     stale: int  # valid, older than 5 min outside regular hours
+    regular: int  # valid quotes whose marketState is REGULAR (the session, as Yahoo says)
     missing: int  # requested but absent from Yahoo's answer
     failed: int  # symbols of batches that failed after retries
     rejected: dict[str, int]

@@ -228,6 +228,16 @@ def top_failing(
     return tuple(out)
 
 
+def regular_session(regular: int, valid: int, now: float) -> bool:
+    """Is the market in its regular session, for the staleness rule? Yahoo says so in every
+    quote (``marketState``): the session is regular when most of the cycle's valid quotes say
+    REGULAR - which knows exchange holidays and half days. Only a cycle without a valid quote
+    (Yahoo unreachable) falls back on the wall clock (:func:`us_regular_hours`)."""
+    if valid > 0:
+        return 2 * regular > valid
+    return us_regular_hours(now)
+
+
 def us_regular_hours(now: float) -> bool:
     """True between 09:30 and 16:00 New York time on a weekday (exchange holidays not known:
     prefer the quotes' own ``marketState`` when the engine has it)."""

@@ -54,7 +54,7 @@ from engine.guard import YahooGuard, policies_from
 from engine.http import HttpServer, RateView
 from engine.proc import ConnReader
 from engine.publisher import publisher_main
-from engine.quality import QualitySnapshot, QualityTracker, us_regular_hours
+from engine.quality import QualitySnapshot, QualityTracker, regular_session
 from engine.ratelimit import cycle_budget, cycles_to_cover, headroom
 from engine.ringbuf import LastSeenTable, Ring
 from engine.schedule import next_start, spread_window
@@ -77,6 +77,7 @@ class CycleSummary(msgspec.Struct):
     valid: int = 0
     unchanged: int = 0
     stale: int = 0
+    regular: int = 0  # valid quotes in marketState REGULAR
     missing: int = 0
     failed: int = 0
     requests: int = 0
@@ -133,6 +134,7 @@ class _Cycle:
         s.valid += m.valid
         s.unchanged += m.unchanged
         s.stale += m.stale
+        s.regular += m.regular
         s.missing += m.missing
         s.failed += m.failed
         s.requests += m.requests
@@ -363,6 +365,7 @@ class Supervisor:
                             valid=0,
                             unchanged=0,
                             stale=0,
+                            regular=0,
                             missing=0,
                             failed=n,
                             rejected={},
@@ -470,7 +473,7 @@ class Supervisor:
         self.last_summary = s
         self.recent.append(s)
         metrics.record_cycle(s)
-        self._observe_quality(s.cycle)
+        self._observe_quality(s)
         level = logging.INFO if s.ok else logging.WARNING
         log.log(level, "cycle_completed", extra=msgspec.structs.asdict(s))
         now = time.monotonic()
@@ -485,16 +488,16 @@ class Supervisor:
         elif change == "cleared":
             log.info("failure_rate_recovered", extra={"rate": round(self.failures.rate(now), 4)})
 
-    def _observe_quality(self, cycle: int) -> None:
+    def _observe_quality(self, s: CycleSummary) -> None:
         if self.tracker is None or self.table is None:
             return
         now = time.time()
         self.tracker.observe(
-            cycle=cycle,
+            cycle=s.cycle,
             now=now,
             market_time=self.table.times.copy(),
             ok_cycle=self.table.ok_cycle.copy(),
-            regular_hours=us_regular_hours(now),
+            regular_hours=regular_session(s.regular, s.valid, now),
         )
 
     # -- what the HTTP endpoint shows (engine.http.StatusSource) ----------------------------

@@ -45,6 +45,7 @@ class CycleStats(msgspec.Struct):
     valid: int = 0
     unchanged: int = 0
     stale: int = 0
+    regular: int = 0  # valid quotes in marketState REGULAR
     missing: int = 0
     failed: int = 0
     requests: int = 0
@@ -107,6 +108,7 @@ class RingSink:
                 rejections.append(rej)
                 continue
             assert q is not None
+            stats.regular += q.market_state == "REGULAR"
             idx = self.index_of.get(q.symbol)
             if idx is not None and times is not None:
                 assert ok_cycle is not None
@@ -370,6 +372,7 @@ class Worker:
                     valid=stats.valid,
                     unchanged=stats.unchanged,
                     stale=stats.stale,
+                    regular=stats.regular,
                     missing=stats.missing,
                     failed=stats.failed,
                     rejected=dict(stats.rejected),

@@ -18,6 +18,7 @@ from engine.quality import (
     age_histogram,
     ages_s,
     freshness_levels,
+    regular_session,
     sector_labels,
     top_failing,
     us_regular_hours,
@@ -165,3 +166,19 @@ def test_us_regular_hours(when: dt.datetime, expected: bool) -> None:
     from engine.quality import NEW_YORK
 
     assert us_regular_hours(when.replace(tzinfo=NEW_YORK).timestamp()) is expected
+
+
+def test_regular_session_follows_the_quotes_not_the_clock() -> None:
+    """Thanksgiving 2026, 11:00 New York: a weekday's regular hours by the clock, but the
+    exchange is closed and every quote says so - quotes not moving then are not stale."""
+    from engine.quality import NEW_YORK
+
+    thanksgiving = dt.datetime(2026, 11, 26, 11, 0, tzinfo=NEW_YORK).timestamp()
+    assert us_regular_hours(thanksgiving) is True
+    assert regular_session(regular=0, valid=4997, now=thanksgiving) is False
+    assert regular_session(regular=4990, valid=4997, now=thanksgiving) is True
+    assert regular_session(regular=2000, valid=4997, now=thanksgiving) is False  # a minority
+    # no valid quote this cycle (Yahoo unreachable): only the clock is left
+    assert regular_session(regular=0, valid=0, now=thanksgiving) is True
+    saturday = dt.datetime(2026, 11, 28, 11, 0, tzinfo=NEW_YORK).timestamp()
+    assert regular_session(regular=0, valid=0, now=saturday) is False
