@@ -412,7 +412,8 @@ class Publisher:
                     metrics.set_dlq_depth(int(info.state.messages))
                 except (nats.errors.Error, OSError, TimeoutError) as exc:
                     log.debug("dlq_depth_unavailable", extra={"error": type(exc).__name__})
-            await asyncio.sleep(every_s)
+            # until JetStream is connected, look again soon: the first depth comes with it
+            await asyncio.sleep(every_s if jsp is not None else min(every_s, 0.5))
 
     async def _dead_letter(self, jsp: JetStreamPublisher, msgs: Sequence[OutMessage]) -> None:
         """Messages JetStream refused go to the DLQ verbatim, with JetStream's reason."""
@@ -558,7 +559,8 @@ class Publisher:
         dlq_watch = asyncio.create_task(self._watch_dlq())
         if len(self.outbox):
             log.warning("outbox_found", extra={"segments": len(self.outbox)})
-            self._outbox_depth(self.outbox.count_messages())
+        # reported from the start, 0 included: an empty series is not a healthy one
+        self._outbox_depth(self.outbox.count_messages() if len(self.outbox) else 0)
         ipc.send(self.conn, ipc.PublisherReady(pid=os.getpid()))
         drains = [asyncio.create_task(self._drain(i)) for i in range(len(self.rings))]
         committer = asyncio.create_task(self._committer(drains))
