@@ -95,7 +95,7 @@ def names(uid: str) -> Iterator[dict[str, str]]:
             n["table"],
             n["earnings_table"],
             f"{n['earnings_table']}_syncs",
-            f"{n['earnings_table']}_announcements",
+            f"{n['earnings_table']}_changes",
         )
     )
     r = redis.Redis.from_url(REDIS_URL)

@@ -1,6 +1,9 @@
-"""/status rendered by headless Chromium: the heatmap and the failing-symbols table are there.
+"""/status of a real running engine rendered by headless Chromium: the heatmap of the whole
+universe and the failing-symbols table are there.
 
-The screenshot and the DOM are kept under ``test-artifacts/`` (repo root) for a person to look at.
+The engine is ``ingestion-agent run`` against the emulator (tests/integration/real_engine.py),
+with symbols the emulator is set up to fail on every cycle. The screenshot and the DOM are kept
+under ``test-artifacts/`` (repo root) for a person to look at.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from engine import metrics
-from tests.integration.test_http_support import ROOT, FakeSource, ServedEngine
+from tests.integration.real_engine import FAILING, TOP_FAILING, RealEngine, real_engine
+from tests.integration.test_http_support import ROOT
 
 pytestmark = pytest.mark.integration
 
 ARTIFACTS = ROOT / "test-artifacts"
+CYCLES = 4
+"""Cycles before rendering: by then only the symbols failing on every cycle lead the table."""
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -41,14 +46,13 @@ def chromium() -> str | None:
     return None
 
 
-@pytest.fixture
-def served() -> Iterator[ServedEngine]:
-    metrics.reset()
-    source = FakeSource()
-    source.breaker = "half_open"
-    with ServedEngine(source, feed_interval_s=None) as s:
-        yield s
-    metrics.reset()
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealEngine]:
+    if chromium() is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    with real_engine(tmp_path_factory.mktemp("status-chromium")) as eng:
+        eng.wait_cycles(CYCLES)
+        yield eng
 
 
 def run_chromium(binary: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -62,35 +66,46 @@ def run_chromium(binary: str, *args: str) -> subprocess.CompletedProcess[str]:
         )
 
 
-def test_status_page_in_headless_chromium(served: ServedEngine) -> None:
+@pytest.mark.timeout(180)
+def test_status_page_in_headless_chromium(engine: RealEngine) -> None:
     binary = chromium()
-    if binary is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    assert binary is not None
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "status.png"
     shot.unlink(missing_ok=True)
-    url = served.url + "/status"
+    url = engine.url + "/status"
 
     dom = run_chromium(binary, "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
     (ARTIFACTS / "status.html").write_text(html)
     assert "<title>Ingestion status</title>" in html
+    # the heatmap: every symbol of the universe, by sector
     heatmap = re.search(r'<div id="heatmap">(.*)</div>', html, re.S)
     assert heatmap is not None, "no heatmap in the rendered page"
     sectors = re.findall(r'<div class="sector" data-sector="([^"]+)"', heatmap.group(1))
-    assert {"Finance", "Technology", "Health Care"} <= set(sectors)
+    assert len(sectors) == len(set(sectors))
+    assert set(sectors) == engine.sectors
+    assert {"Finance", "Technology", "Health Care", "Unknown"} <= set(sectors)
     cells = re.findall(r'<i class="l(\d)" title="([A-Z0-9.\-]+) ', heatmap.group(1))
-    assert len(cells) == len(served.source.symbols) == 5000
-    assert {lv for lv, _ in cells} >= {"0", "2", "3", "4"}  # fresh, missing, stale, never
+    assert len(cells) == len(engine.universe.symbols) > 5000
+    assert {s for _, s in cells} == set(engine.universe.symbols)
+    level = dict((s, lv) for lv, s in cells)
+    assert {level[s] for s in FAILING} == {"4"}, "never quoted"
+    assert sum(lv == "0" for lv, _ in cells) > 4000, "most symbols are fresh"
+    # the failing-symbols table: ranks 1..10, the symbols made to fail, in order
     table = re.search(r'<table id="failing">(.*?)</table>', html, re.S)
     assert table is not None, "no failing-symbols table in the rendered page"
-    rows = re.findall(r"<tr><td>(\d+)</td><td class=\"l\">([A-Z0-9.\-]+)</td>", table.group(1))
+    rows = re.findall(
+        r'<tr><td>(\d+)</td><td class="l">([A-Z0-9.\-]+)</td><td class="l">([^<]+)</td>',
+        table.group(1),
+    )
     assert [int(r[0]) for r in rows] == list(range(1, 11))
-    expected = served.source.quality()
-    assert expected is not None
-    assert [r[1] for r in rows] == [f.symbol for f in expected.top_failing]
-    assert 'class="badge half_open"' in html
+    assert tuple(r[1] for r in rows) == TOP_FAILING
+    sector_of = engine.sector_of()
+    assert [r[2] for r in rows] == [sector_of[s] for s in TOP_FAILING]
+    # the breaker badge
+    assert re.search(r'<span class="badge (closed|half_open|open)">', html), "no breaker badge"
 
     res = run_chromium(binary, f"--screenshot={shot}", url)
     assert res.returncode == 0, res.stderr[-2000:]
