@@ -76,6 +76,9 @@ class CycleStatus(m.CycleView, Protocol):
     @property
     def requests(self) -> int: ...
 
+    @property
+    def failed_requests(self) -> int: ...
+
 
 @dataclass(frozen=True, slots=True)
 class RateView:
@@ -243,9 +246,13 @@ class StatusView:
 
 
 def error_rates(cycles: Sequence[CycleStatus]) -> tuple[float | None, float | None]:
-    """(failed requests / requests, symbols without a valid quote / requested) over ``cycles``."""
+    """(failed requests / requests, symbols without a quote / requested) over ``cycles``.
+
+    A failed request is a batch request that failed after its retries - the Grafana "Error
+    rate" panel's ``ingestion_fetch_failures_total``; the engine then splits the batch and
+    usually still gets every symbol, which the second ratio (failed + missing) shows."""
     requests = sum(c.requests for c in cycles)
-    failed_requests = sum(sum(c.errors.values()) for c in cycles)
+    failed_requests = sum(c.failed_requests for c in cycles)
     requested = sum(c.requested for c in cycles)
     lost = sum(c.failed + c.missing for c in cycles)
     return (

@@ -59,6 +59,7 @@ class CycleFetched(msgspec.Struct, frozen=True, tag=True):
     rejected: dict[str, int]
     errors: dict[str, int]  # error kind -> batches
     requests: int
+    failed_requests: int  # batch requests that failed after their retries (split or not)
     attempts: int
     ring_head: int
     seconds: float

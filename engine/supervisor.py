@@ -81,6 +81,7 @@ class CycleSummary(msgspec.Struct):
     missing: int = 0
     failed: int = 0
     requests: int = 0
+    failed_requests: int = 0  # batch requests failed after retries (ingestion_fetch_failures)
     attempts: int = 0
     rejected: dict[str, int] = msgspec.field(default_factory=dict)
     errors: dict[str, int] = msgspec.field(default_factory=dict)
@@ -138,6 +139,7 @@ class _Cycle:
         s.missing += m.missing
         s.failed += m.failed
         s.requests += m.requests
+        s.failed_requests += m.failed_requests
         s.attempts += m.attempts
         s.rejected = dict(Counter(s.rejected) + Counter(m.rejected))
         s.errors = dict(Counter(s.errors) + Counter(m.errors))
@@ -371,6 +373,7 @@ class Supervisor:
                             rejected={},
                             errors={"WorkerDied": 1},
                             requests=0,
+                            failed_requests=0,
                             attempts=0,
                             ring_head=self.rings[child.index].head,
                             seconds=0.0,

@@ -49,6 +49,7 @@ class CycleStats(msgspec.Struct):
     missing: int = 0
     failed: int = 0
     requests: int = 0
+    failed_requests: int = 0  # batch requests that failed after their retries (then split)
     attempts: int = 0
     rejected: Counter[str] = msgspec.field(default_factory=Counter)
     errors: Counter[str] = msgspec.field(default_factory=Counter)
@@ -212,6 +213,7 @@ class YahooPollSource:
                 qb = await self.client.fetch_quotes(batch)
             except UpstreamError as exc:
                 error = exc
+                stats.failed_requests += 1
             metrics.record_batch(
                 len(batch), time.perf_counter() - t0, None if error is None else error.kind
             )
@@ -378,6 +380,7 @@ class Worker:
                     rejected=dict(stats.rejected),
                     errors=dict(stats.errors),
                     requests=stats.requests,
+                    failed_requests=stats.failed_requests,
                     attempts=stats.attempts,
                     ring_head=self.sink.ring.head,
                     seconds=time.perf_counter() - t0,

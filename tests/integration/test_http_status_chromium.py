@@ -104,6 +104,9 @@ def test_status_page_in_headless_chromium(engine: RealEngine) -> None:
     assert tuple(r[1] for r in rows) == TOP_FAILING
     sector_of = engine.sector_of()
     assert [r[2] for r in rows] == [sector_of[s] for s in TOP_FAILING]
+    # the cards: the injected 5xx and resets show as failed requests (after their retries)
+    cards = dict(re.findall(r'<div class="card"><small>([^<]+)</small><b>([^<]*)<', html))
+    assert float(cards["Request error rate"].rstrip("%")) > 0, cards
     # the breaker badge
     assert re.search(r'<span class="badge (closed|half_open|open)">', html), "no breaker badge"
 
