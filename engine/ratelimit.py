@@ -11,10 +11,7 @@ A token bucket whose refill rate adapts AIMD-style, like TCP congestion control:
 * a 429 multiplies the rate by ``decrease_factor`` (multiplicative decrease), empties the bucket
   (no burst straight after a 429) and, when Yahoo sends Retry-After, blocks every call until then.
   A 429 on the plateau after ``calm_s`` without one only touched the known limit: the rate steps
-  back to ``probe_fraction`` of itself instead (a burst of 429s still halves it every time). A
-  cut sets the ceiling only when it comes at about the rate of the cut before
-  (``consistent_fraction``): a limit throttles at the same rate every time, while 429s that
-  come at any rate (a storm, injected faults) leave no ceiling - plain AIMD;
+  back to ``probe_fraction`` of itself instead (a burst of 429s still halves it every time);
 * a response slower than ``slow_latency_s`` (an exponentially-weighted average) multiplies the rate
   by ``slow_factor``: a server that is struggling is asked less.
 
@@ -42,7 +39,6 @@ class RatePolicy(msgspec.Struct, frozen=True):
     probe_window_s: float = 60.0  # seconds to cross the plateau to the ceiling
     probe_forget: float = 1.1  # this far above the ceiling without a 429: forget it
     calm_s: float = 10.0  # a plateau 429 this long after the last cut only steps back
-    consistent_fraction: float = 0.8  # a cut at >= this x the last cut's rate sets a ceiling
     decrease_factor: float = 0.5
     slow_latency_s: float = 3.0
     slow_factor: float = 0.9
@@ -57,7 +53,6 @@ class RateState(msgspec.Struct, frozen=True):
     throttles: int = 0
     decreased_at: float = -1.0  # when the rate was last cut (-1: never)
     ceiling: float = 0.0  # the rate Yahoo last throttled (0: none known)
-    last_cut_rps: float = 0.0  # the rate at the last cut (0: never cut)
 
     @classmethod
     def initial(cls, policy: RatePolicy, now: float) -> RateState:
@@ -126,28 +121,14 @@ def on_throttle(
     was already in flight when we slowed down, so it does not cut the rate again - four
     requests in flight answered 429 together halve the rate once, not sixteen-fold.
     """
-    if sent_at is not None and sent_at < s.decreased_at:  # the same event: no second cut
-        pause = retry_after_s if retry_after_s is not None else 1.0 / s.rate
-        return msgspec.structs.replace(
-            s,
-            tokens=0.0,
-            updated_at=now,
-            blocked_until=max(s.blocked_until, now + pause),
-            throttles=s.throttles + 1,
-        )
+    same_event = sent_at is not None and sent_at < s.decreased_at
     touched = (
         s.ceiling > 0
         and s.rate >= policy.probe_fraction * s.ceiling
         and now - s.decreased_at >= policy.calm_s
     )
     factor = policy.probe_fraction if touched else policy.decrease_factor
-    rate = max(policy.min_rps, s.rate * factor)
-    # The ceiling. A limit throttles at about the same rate every time; 429s that come at any
-    # rate (a storm, injected faults) also come while the rate is still climbing back, well
-    # below the last cut: such a cut clears the ceiling (plain AIMD again), or random 429s
-    # would ratchet a plateau - and the rate with it - down to nothing.
-    consistent = s.last_cut_rps <= 0 or s.rate >= policy.consistent_fraction * s.last_cut_rps
-    ceiling = s.rate if consistent else 0.0
+    rate = s.rate if same_event else max(policy.min_rps, s.rate * factor)
     pause = retry_after_s if retry_after_s is not None else 1.0 / rate
     return msgspec.structs.replace(
         s,
@@ -156,9 +137,8 @@ def on_throttle(
         updated_at=now,
         blocked_until=max(s.blocked_until, now + pause),
         throttles=s.throttles + 1,
-        decreased_at=now,
-        ceiling=ceiling,
-        last_cut_rps=s.rate,
+        decreased_at=s.decreased_at if same_event else now,
+        ceiling=s.ceiling if same_event else s.rate,
     )
 
 
