@@ -3,15 +3,9 @@
 A token bucket whose refill rate adapts AIMD-style, like TCP congestion control:
 
 * every successful call adds ``increase_rps / rate`` to the rate - about ``+increase_rps`` per
-  second of successful traffic, whatever the current rate (additive increase) - until the rate
-  is within ``probe_fraction`` of the rate Yahoo last throttled (the *ceiling*); from there the
-  last stretch to the ceiling takes ``probe_window_s`` (the plateau of TCP CUBIC): the limit
-  found is approached slowly instead of being hit again every few seconds. Past
-  ``probe_forget`` x the ceiling without a 429 the ceiling is forgotten (Yahoo's limit rose);
+  second of successful traffic, whatever the current rate (additive increase);
 * a 429 multiplies the rate by ``decrease_factor`` (multiplicative decrease), empties the bucket
-  (no burst straight after a 429) and, when Yahoo sends Retry-After, blocks every call until then.
-  A 429 on the plateau after ``calm_s`` without one only touched the known limit: the rate steps
-  back to ``probe_fraction`` of itself instead (a burst of 429s still halves it every time);
+  (no burst straight after a 429) and, when Yahoo sends Retry-After, blocks every call until then;
 * a response slower than ``slow_latency_s`` (an exponentially-weighted average) multiplies the rate
   by ``slow_factor``: a server that is struggling is asked less.
 
@@ -35,10 +29,6 @@ class RatePolicy(msgspec.Struct, frozen=True):
     max_rps: float = 50.0
     burst: float = 120.0  # tokens the bucket holds: one cycle's requests may go at once
     increase_rps: float = 0.5
-    probe_fraction: float = 0.9  # within this share of the ceiling: the plateau
-    probe_window_s: float = 60.0  # seconds to cross the plateau to the ceiling
-    probe_forget: float = 1.1  # this far above the ceiling without a 429: forget it
-    calm_s: float = 10.0  # a plateau 429 this long after the last cut only steps back
     decrease_factor: float = 0.5
     slow_latency_s: float = 3.0
     slow_factor: float = 0.9
@@ -52,7 +42,6 @@ class RateState(msgspec.Struct, frozen=True):
     ewma_latency_s: float = 0.0
     throttles: int = 0
     decreased_at: float = -1.0  # when the rate was last cut (-1: never)
-    ceiling: float = 0.0  # the rate Yahoo last throttled (0: none known)
 
     @classmethod
     def initial(cls, policy: RatePolicy, now: float) -> RateState:
@@ -89,23 +78,11 @@ def on_success(s: RateState, policy: RatePolicy, latency_s: float, now: float) -
     ewma = latency_s if s.ewma_latency_s == 0 else (
         EWMA_ALPHA * latency_s + (1 - EWMA_ALPHA) * s.ewma_latency_s
     )  # fmt: skip
-    ceiling = s.ceiling
-    plateau = policy.probe_fraction * ceiling
-    if ceiling > 0 and s.rate >= plateau:
-        per_s = min(policy.increase_rps, (ceiling - plateau) / policy.probe_window_s)
-        rate = s.rate + per_s / max(s.rate, policy.min_rps)
-    else:
-        rate = s.rate + policy.increase_rps / max(s.rate, policy.min_rps)
-        if ceiling > 0:
-            rate = min(rate, plateau)  # a low rate's big step stops where the plateau starts
-    if ceiling > 0 and rate > policy.probe_forget * ceiling:
-        ceiling = 0.0
+    rate = s.rate + policy.increase_rps / max(s.rate, policy.min_rps)
     if ewma > policy.slow_latency_s:
         rate = s.rate * policy.slow_factor
     rate = min(policy.max_rps, max(policy.min_rps, rate))
-    return msgspec.structs.replace(
-        _refill(s, policy, now), rate=rate, ewma_latency_s=ewma, ceiling=ceiling
-    )
+    return msgspec.structs.replace(_refill(s, policy, now), rate=rate, ewma_latency_s=ewma)
 
 
 def on_throttle(
@@ -122,13 +99,7 @@ def on_throttle(
     requests in flight answered 429 together halve the rate once, not sixteen-fold.
     """
     same_event = sent_at is not None and sent_at < s.decreased_at
-    touched = (
-        s.ceiling > 0
-        and s.rate >= policy.probe_fraction * s.ceiling
-        and now - s.decreased_at >= policy.calm_s
-    )
-    factor = policy.probe_fraction if touched else policy.decrease_factor
-    rate = s.rate if same_event else max(policy.min_rps, s.rate * factor)
+    rate = s.rate if same_event else max(policy.min_rps, s.rate * policy.decrease_factor)
     pause = retry_after_s if retry_after_s is not None else 1.0 / rate
     return msgspec.structs.replace(
         s,
@@ -138,7 +109,6 @@ def on_throttle(
         blocked_until=max(s.blocked_until, now + pause),
         throttles=s.throttles + 1,
         decreased_at=s.decreased_at if same_event else now,
-        ceiling=s.ceiling if same_event else s.rate,
     )
 
 
