@@ -16,8 +16,7 @@ import contextlib
 import email
 import email.policy
 import re
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,13 @@ from aiohttp import web
 from engine import metrics
 from engine.config import Config, HttpSettings
 from engine.http import HttpServer
-from tests.integration.test_http_support import ROOT, FakeSource, free_port, require_binary
+from tests.integration.test_http_support import (
+    ROOT,
+    FakeSource,
+    free_port,
+    process,
+    require_binary,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -140,23 +145,6 @@ async def slack_sink(port: int) -> AsyncIterator[SlackSink]:
 
 
 # --------------------------------------------------------------------------- the services
-
-
-@contextlib.contextmanager
-def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def alertmanager_config(tmp: Path, smtp_port: int, slack_port: int) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -24,7 +23,13 @@ from typing import Any
 import pytest
 
 from tests.integration.real_engine import TOP_FAILING, RealEngine, real_engine
-from tests.integration.test_http_support import ROOT, free_port, require_binary, wait_port
+from tests.integration.test_http_support import (
+    ROOT,
+    free_port,
+    process,
+    require_binary,
+    wait_port,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -90,62 +95,52 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     engine_port, port = free_port(), free_port()
     config = prometheus_config(tmp, f"127.0.0.1:{engine_port}")
     log = tmp / "prometheus.log"
-    with log.open("wb") as out:  # started first: its TSDB takes a few seconds to open
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
     base = f"http://127.0.0.1:{port}"
-    try:
-        with real_engine(tmp / "engine", port=engine_port, own_nats=True) as engine:
-            wait_port(port, 20)
-            wait_prometheus(base, 'up{job="ingestion"} == 1', bool, log, timeout=30)
-            engine.wait_cycles(1)
-            # NATS down until Prometheus has seen the outbox hold messages, then up again
-            engine.nats_outage(
-                lambda: wait_prometheus(
-                    base,
-                    'ingestion_outbox_depth_messages{job="ingestion"} > 0',
-                    bool,
-                    log,
-                    timeout=30,
-                )
-            )
-            engine.wait_earnings_sync()
-            # the publisher reads the DLQ depth every 15 s: the rejections of the first cycles
-            wait_prometheus(
+    # Prometheus first: its TSDB takes a few seconds to open
+    with (
+        process(argv, log),
+        real_engine(tmp / "engine", port=engine_port, own_nats=True) as engine,
+    ):
+        wait_port(port, 20)
+        wait_prometheus(base, 'up{job="ingestion"} == 1', bool, log, timeout=30)
+        engine.wait_cycles(1)
+        # NATS down until Prometheus has seen the outbox hold messages, then up again
+        engine.nats_outage(
+            lambda: wait_prometheus(
                 base,
-                'ingestion_dlq_depth_messages{job="ingestion"} > 0',
+                'ingestion_outbox_depth_messages{job="ingestion"} > 0',
                 bool,
                 log,
-                timeout=40,
+                timeout=30,
             )
-            # two more cycles, and 5 s of scrapes after them: every rate window holds them
-            engine.wait_cycles(len(engine.engine.named("cycle_completed")) + 2)
-            after = time.time() + 5
-            wait_prometheus(
-                base,
-                'timestamp(up{job="ingestion"} == 1)',
-                lambda r: bool(r) and float(r[0]["value"][1]) >= after,
-                log,
-                timeout=20,
-            )
-            yield base, engine
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        )
+        engine.wait_earnings_sync()
+        # the publisher reads the DLQ depth every 15 s: the rejections of the first cycles
+        wait_prometheus(
+            base,
+            'ingestion_dlq_depth_messages{job="ingestion"} > 0',
+            bool,
+            log,
+            timeout=40,
+        )
+        # two more cycles, and 5 s of scrapes after them: every rate window holds them
+        engine.wait_cycles(len(engine.engine.named("cycle_completed")) + 2)
+        after = time.time() + 5
+        wait_prometheus(
+            base,
+            'timestamp(up{job="ingestion"} == 1)',
+            lambda r: bool(r) and float(r[0]["value"][1]) >= after,
+            log,
+            timeout=20,
+        )
+        yield base, engine
 
 
 def targets() -> list[tuple[str, str, dict[str, Any]]]:
