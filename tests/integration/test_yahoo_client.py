@@ -76,6 +76,16 @@ class TestFetch:
             assert emu.stats()["rate_limited"] - before == 3
 
 
+async def fetch_all_delivered(c: YahooClient, batches: int) -> int:
+    """Fetch ``SYMBOLS`` ``batches`` times, each batch whole; the attempts it took."""
+    attempts = 0
+    for _ in range(batches):
+        b = await c.fetch_quotes(SYMBOLS)
+        attempts += b.attempts
+        assert len(b.quotes) == len(SYMBOLS)
+    return attempts
+
+
 class TestFailures:
     @pytest.mark.parametrize(
         ("knob", "error"),
@@ -102,11 +112,7 @@ class TestFailures:
         async with YahooClient.connect(settings(emu)) as c:
             await c.crumb()
             emu.configure(fault_5xx=0.1, fault_reset=0.1, fault_truncate=0.1)
-            attempts = 0
-            for _ in range(20):
-                b = await c.fetch_quotes(SYMBOLS)
-                attempts += b.attempts
-                assert len(b.quotes) == len(SYMBOLS)
+            attempts = await fetch_all_delivered(c, 20)
         assert attempts > 20
 
     @pytest.mark.fault
@@ -119,11 +125,7 @@ class TestFailures:
         async with YahooClient.connect(settings(emu, transport, timeout_s=0.3)) as c:
             await c.crumb()
             emu.configure(fault_stall=0.2, stall_s=2.0)  # seed 5: 3 stalls in 13 draws
-            attempts = 0
-            for _ in range(10):
-                b = await c.fetch_quotes(SYMBOLS)
-                attempts += b.attempts
-                assert len(b.quotes) == len(SYMBOLS)
+            attempts = await fetch_all_delivered(c, 10)
             assert attempts > 10
             emu.configure(fault_stall=1.0)
             with pytest.raises(UpstreamTransportError) as ei:
