@@ -40,6 +40,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.procstat import cpu_s, hwm_kb, tree_pids  # noqa: E402
 from tests.support import EmulatorProcess, EngineProcess, delete_streams  # noqa: E402
 
 NATS_URL = os.environ.get("INGEST_NATS__URL", "nats://127.0.0.1:4222")
@@ -55,35 +56,6 @@ def universe(n: int) -> list[str]:
         out.extend(f"{s}.X{k}" for s in base[: n - len(out)])
         k += 1
     return out
-
-
-def tree_pids(root: int) -> list[int]:
-    pids = [root]
-    try:
-        children = Path(f"/proc/{root}/task/{root}/children").read_text().split()
-    except OSError:
-        return pids
-    for c in children:
-        pids.extend(tree_pids(int(c)))
-    return pids
-
-
-def cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def hwm_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class RssSampler(threading.Thread):

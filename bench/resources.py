@@ -47,6 +47,7 @@ from ruamel.yaml import YAML
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.procstat import cpu_s, hwm_kb, tree_pids  # noqa: E402
 from tests.support import EmulatorProcess, EngineProcess, delete_streams, free_port  # noqa: E402
 
 NATS_URL = os.environ.get("IA_BENCH_NATS_URL", "nats://127.0.0.1:4222")
@@ -81,35 +82,6 @@ def compose_engine() -> tuple[dict[str, Any], dict[str, str]]:
 
 
 # -- process tree ----------------------------------------------------------------------------
-
-
-def tree_pids(root: int) -> list[int]:
-    pids = [root]
-    try:
-        children = Path(f"/proc/{root}/task/{root}/children").read_text().split()
-    except OSError:
-        return pids
-    for c in children:
-        pids.extend(tree_pids(int(c)))
-    return pids
-
-
-def cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def hwm_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class Sampler(threading.Thread):
