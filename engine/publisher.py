@@ -560,7 +560,7 @@ class Publisher:
         if len(self.outbox):
             log.warning("outbox_found", extra={"segments": len(self.outbox)})
         # reported from the start, 0 included: an empty series is not a healthy one
-        self._outbox_depth(self.outbox.count_messages() if len(self.outbox) else 0)
+        self._outbox_depth(self.outbox.count_messages())
         ipc.send(self.conn, ipc.PublisherReady(pid=os.getpid()))
         drains = [asyncio.create_task(self._drain(i)) for i in range(len(self.rings))]
         committer = asyncio.create_task(self._committer(drains))
