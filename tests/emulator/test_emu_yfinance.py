@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -58,8 +60,27 @@ def yf_isolated(tmp_path: Path) -> Iterator[None]:
 
 @pytest.fixture
 def emu() -> Iterator[EmulatorThread]:
-    with EmulatorThread(EmulatorConfig(market_state="REGULAR", freeze=True, seed=4)) as running:
+    # simulated time inside a regular session, whatever the wall clock says: a forced REGULAR
+    # state alone has no intraday bars before 09:30 New York (the 1d/5m download would be empty)
+    cfg = EmulatorConfig(
+        market_state="REGULAR", freeze=True, seed=4, time_offset_s=_to_last_session_noon()
+    )
+    with EmulatorThread(cfg) as running:
         yield running
+
+
+def _to_last_session_noon(now: float | None = None) -> float:
+    """Seconds (<= 0) from ``now`` back to 12:00 New York on the latest weekday at or before
+    it (the emulator's sessions are the weekdays)."""
+    now = time.time() if now is None else now
+    ny = ZoneInfo("America/New_York")
+    t = dt.datetime.fromtimestamp(now, ny)
+    noon = t.replace(hour=12, minute=0, second=0, microsecond=0)
+    if noon > t:
+        noon -= dt.timedelta(days=1)
+    while noon.weekday() >= 5:
+        noon -= dt.timedelta(days=1)
+    return noon.timestamp() - now
 
 
 @pytest.fixture
