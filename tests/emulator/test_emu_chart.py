@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator.conftest import FakeClock, Harness, MakeEmu, et
+from tests.emulator.conftest import WED_1100, FakeClock, Harness, MakeEmu, et
 
 META_KEYS = {
     "currency", "symbol", "exchangeName", "fullExchangeName", "instrumentType",
@@ -56,11 +56,15 @@ async def test_history_is_stable_between_requests(h: Harness) -> None:
     assert a["indicators"]["quote"][0]["close"][:-1] == b["indicators"]["quote"][0]["close"][:-1]
 
 
-async def test_daily_bars_are_session_opens_on_weekdays(h: Harness) -> None:
+async def test_daily_bars_are_session_opens_on_weekdays(make_emu: MakeEmu) -> None:
+    """At a weekday's session (clock injected: a REGULAR state forced on a weekend makes that
+    day a session, so the wall clock would fail this every Saturday and Sunday)."""
     import datetime as dt
     from zoneinfo import ZoneInfo
 
-    res = result(await h.chart("NVDA", range="3mo", interval="1d"))
+    async with make_emu(clock=FakeClock(WED_1100), market_state="REGULAR", seed=11) as h:
+        await h.login()
+        res = result(await h.chart("NVDA", range="3mo", interval="1d"))
     ny = ZoneInfo("America/New_York")
     for t in res["timestamp"]:
         local = dt.datetime.fromtimestamp(t, ny)
