@@ -65,7 +65,7 @@ RUN python -m venv --without-pip /opt/venv \
     && find /opt/venv -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' \) -delete \
     && find /opt/venv -type f -name '*.so' -not -path '*.libs/*' -exec strip --strip-debug {} + \
     && /opt/venv/bin/ingestion-agent --version \
-    && /opt/venv/bin/python -c "from engine.migrations import SCHEMA_DIR, load_migrations; \
+    && /opt/venv/bin/python -c "from engine.sinks.migrations import SCHEMA_DIR, load_migrations; \
 assert load_migrations() and (SCHEMA_DIR / 'earnings').is_dir(), SCHEMA_DIR" \
     && /opt/venv/bin/python -c "import curl_cffi.requests, numpy, asyncpg, uvloop, redis, nats; \
 import exchange_calendars, engine.supervisor, yahoo_emulator.cli; \

@@ -69,7 +69,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.partitions import quote_ident  # noqa: E402
+from engine.sinks.partitions import quote_ident  # noqa: E402
 from tests.support import EmulatorProcess, EngineProcess, delete_streams  # noqa: E402
 
 NATS_URL = os.environ.get("BENCH_NATS_URL", "nats://127.0.0.1:4222")

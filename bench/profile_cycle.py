@@ -47,17 +47,17 @@ AREAS: list[tuple[str, str]] = [
     ("engine records/ring", "engine/records.py"),
     ("engine records/ring", "engine/ringbuf.py"),
     ("engine worker", "engine/worker.py"),
-    ("engine yahoo client", "engine/yahoo.py"),
-    ("engine transport", "engine/transport.py"),
-    ("engine publisher", "engine/publisher.py"),
-    ("engine guard/ratelimit", "engine/guard.py"),
-    ("engine guard/ratelimit", "engine/ratelimit.py"),
-    ("engine guard/ratelimit", "engine/breaker.py"),
+    ("engine yahoo client", "engine/source/client.py"),
+    ("engine transport", "engine/source/transport.py"),
+    ("engine publisher", "engine/sinks/publisher.py"),
+    ("engine guard/ratelimit", "engine/source/guard.py"),
+    ("engine guard/ratelimit", "engine/source/ratelimit.py"),
+    ("engine guard/ratelimit", "engine/source/breaker.py"),
     ("engine supervisor/ipc", "engine/supervisor.py"),
-    ("engine supervisor/ipc", "engine/ipc.py"),
-    ("engine supervisor/ipc", "engine/proc.py"),
-    ("engine metrics/logs", "engine/metrics.py"),
-    ("engine metrics/logs", "engine/logs.py"),
+    ("engine supervisor/ipc", "engine/runtime/ipc.py"),
+    ("engine supervisor/ipc", "engine/runtime/child.py"),
+    ("engine metrics/logs", "engine/observe/metrics.py"),
+    ("engine metrics/logs", "engine/observe/logs.py"),
     ("engine other", "engine/"),
     ("curl_cffi (HTTP)", "curl_cffi"),
     ("nats-py", "/nats/"),
@@ -87,7 +87,7 @@ def area_of(file: str, func: str) -> str:
 class _Prof:
     """This process's profiler; SIGUSR2 throws away what it recorded so far and starts again
     (the steady mode sends it after the first cycle, so start-up is left out; not SIGUSR1:
-    that is the engine's orphan signal, engine/proc.py)."""
+    that is the engine's orphan signal, engine/runtime/child.py)."""
 
     def __init__(self) -> None:
         self.prof = cProfile.Profile(time.process_time)
@@ -117,7 +117,7 @@ def _profiled(kind: str, fn: Callable[..., None], out: Path) -> Callable[..., No
 
 def child(out: Path, argv: list[str]) -> int:
     import engine.supervisor as sup
-    from engine.cli import main
+    from engine.commands.cli import main
 
     for kind in ("worker", "publisher"):
         name = f"{kind}_main"

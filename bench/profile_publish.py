@@ -7,7 +7,8 @@ message), its reply handler (stdlib ``json.loads`` of every ack, then ``PubAck``
 ``Nats-Msg-Id`` header each) to a throw-away stream on the shared NATS both ways and reports the
 CPU seconds of this process (``time.process_time``) and the wall time, per variant:
 
-* ``js.publish_async`` - what engine/publisher.py does now: ``publish_async`` for every message
+* ``js.publish_async`` - what engine/sinks/publisher.py does now: ``publish_async`` for every
+message
   of a chunk, then ``asyncio.wait`` for all the futures, each ack checked (``duplicate``).
 * ``core+inbox``       - ``nc.publish(subject, payload, reply=<inbox>.<i>, headers=...)`` with one
   wildcard subscription on the inbox whose callback decodes each ack with a msgspec Struct

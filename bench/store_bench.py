@@ -35,11 +35,11 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from engine import cache as cache_mod
-from engine.cache import QuoteCache
 from engine.config import PostgresSettings, RedisSettings, Secret
 from engine.quote import Quote
-from engine.store import COLUMNS, QuoteStore, RowEncoder, quote_row
+from engine.sinks import cache as cache_mod
+from engine.sinks.cache import QuoteCache
+from engine.sinks.store import COLUMNS, QuoteStore, RowEncoder, quote_row
 
 CYCLE = 5000
 

@@ -91,7 +91,7 @@ class YahooSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     backoff_base_s: PositiveFloat = 0.25
     backoff_max_s: PositiveFloat = 8.0
     crumb_min_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
-    # adaptive rate limit shared by every process and every Yahoo call (engine/ratelimit.py)
+    # adaptive rate limit shared by every process and every Yahoo call (engine/source/ratelimit.py)
     rate_initial_rps: PositiveFloat = 10.0
     rate_min_rps: PositiveFloat = 0.2
     rate_max_rps: PositiveFloat = 50.0
@@ -99,7 +99,7 @@ class YahooSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rate_increase_rps: PositiveFloat = 0.5
     rate_decrease_factor: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
     rate_slow_latency_s: PositiveFloat = 3.0
-    # circuit breaker (engine/breaker.py)
+    # circuit breaker (engine/source/breaker.py)
     breaker_consecutive_failures: Annotated[int, msgspec.Meta(ge=1)] = 8
     breaker_failure_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
     breaker_min_calls: Annotated[int, msgspec.Meta(ge=1)] = 20

@@ -262,7 +262,7 @@ class Ring:
 class LastSeenTable:
     """Per universe index: the last market time written to a ring (:attr:`times`, int64 epoch s;
     0 = never) and the last cycle in which the symbol got a valid quote (:attr:`ok_cycle`;
-    unchanged quotes count; 0 = never) - the data-quality input of :mod:`engine.quality`.
+    unchanged quotes count; 0 = never) - the data-quality input of :mod:`engine.observe.quality`.
 
     Lives in shared memory owned by the supervisor, so a restarted worker still knows which quotes
     it already wrote and does not re-publish unchanged quotes after JetStream's duplicate window.

@@ -8,8 +8,9 @@ Process tree (``fork``; one container per host)::
     └── earnings           the daily earnings-calendar job (``[earnings] enabled``)
 
 The supervisor also serves the HTTP endpoint (``/metrics`` aggregated over every process in
-prometheus-client's multiprocess mode, ``/healthz``, ``/readyz``, ``/status``: :mod:`engine.http`)
-and keeps the data-quality tracker (:mod:`engine.quality`) fed once per completed cycle.
+prometheus-client's multiprocess mode, ``/healthz``, ``/readyz``, ``/status``:
+:mod:`engine.observe.http`)
+and keeps the data-quality tracker (:mod:`engine.observe.quality`) fed once per completed cycle.
 
 A cycle: the supervisor sends ``StartCycle`` to every worker; each answers ``CycleFetched`` with
 its ring position; once all have, the supervisor ``Seal``s the cycle (the positions every record
@@ -45,20 +46,22 @@ from typing import Any, Final, TextIO
 
 import msgspec
 
-from engine import __version__, ipc, logs, metrics
-from engine.alerts import FailureRateWindow
+from engine import __version__
 from engine.config import Config
-from engine.earnings import earnings_main
+from engine.earnings.job import earnings_main
 from engine.errors import SymbolsError
-from engine.guard import YahooGuard, policies_from
-from engine.http import HttpServer, RateView
-from engine.proc import ConnReader
-from engine.publisher import publisher_main
-from engine.quality import QualitySnapshot, QualityTracker, regular_session
-from engine.ratelimit import cycle_budget, cycles_to_cover, headroom
+from engine.observe import logs, metrics
+from engine.observe.alerts import FailureRateWindow
+from engine.observe.http import HttpServer, RateView
+from engine.observe.quality import QualitySnapshot, QualityTracker, regular_session
 from engine.ringbuf import LastSeenTable, Ring
-from engine.schedule import next_start, spread_window
-from engine.symbols import Universe, assign_shards, build_shards, load_symbols
+from engine.runtime import ipc
+from engine.runtime.child import ConnReader
+from engine.runtime.schedule import next_start, spread_window
+from engine.sinks.publisher import publisher_main
+from engine.source.guard import YahooGuard, policies_from
+from engine.source.ratelimit import cycle_budget, cycles_to_cover, headroom
+from engine.source.symbols import Universe, assign_shards, build_shards, load_symbols
 from engine.worker import worker_main
 
 log = logging.getLogger(__name__)
@@ -503,7 +506,7 @@ class Supervisor:
             regular_hours=regular_session(s.regular, s.valid, now),
         )
 
-    # -- what the HTTP endpoint shows (engine.http.StatusSource) ----------------------------
+    # -- what the HTTP endpoint shows (engine.observe.http.StatusSource) -------------------------
 
     def recent_cycles(self) -> Sequence[CycleSummary]:
         return tuple(self.recent)

@@ -26,15 +26,16 @@ from typing import Protocol
 
 import msgspec
 
-from engine import ipc, logs, metrics
 from engine.config import Config
 from engine.errors import CircuitOpenError, RateLimitedError, UpstreamError
-from engine.guard import Guard
-from engine.proc import ConnReader, child_init, run_loop
+from engine.observe import logs, metrics
 from engine.quote import Rejection, RejectReason, Rules, YahooQuote, validate
 from engine.records import to_records
 from engine.ringbuf import LastSeenTable, Ring
-from engine.yahoo import MalformedQuote, YahooClient
+from engine.runtime import ipc
+from engine.runtime.child import ConnReader, child_init, run_loop
+from engine.source.client import MalformedQuote, YahooClient
+from engine.source.guard import Guard
 
 log = logging.getLogger(__name__)
 

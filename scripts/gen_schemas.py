@@ -41,8 +41,10 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import msgspec  # noqa: E402
 
-from engine import earnings_publish, earnings_source, quote  # noqa: E402
+from engine import quote  # noqa: E402
 from engine.config import EarningsSettings, NatsSettings  # noqa: E402
+from engine.earnings import publish as earnings_publish  # noqa: E402
+from engine.earnings import source as earnings_source  # noqa: E402
 
 SCHEMA_DIR: Final = ROOT / "schemas"
 ID_BASE: Final = "https://ingestion-agent.local/schemas/"
@@ -125,7 +127,7 @@ SUBJECTS: Final = (
         msg_id="earnings:{kind}:{symbol}:{event_date}",
         title=f"{_earn.subject} message, schema_version {earnings_publish.SCHEMA_VERSION}",
         description=(
-            "Published by ingestion-agent's earnings sync (engine/earnings_publish.py "
+            "Published by ingestion-agent's earnings sync (engine/earnings/publish.py "
             "EarningsMessage). kind 'reporting_today': the symbol reports on event_date, the New "
             "York date of the sync (sent once per symbol and date). kind 'eps_reported': the "
             "reported EPS appeared (sent once per symbol and date). Header Nats-Msg-Id = "

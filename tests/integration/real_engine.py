@@ -40,8 +40,8 @@ from typing import Any, Final
 import asyncpg
 import redis
 
-from engine.quality import sector_labels
-from engine.symbols import Universe, load_symbols
+from engine.observe.quality import sector_labels
+from engine.source.symbols import Universe, load_symbols
 from tests.conftest import NATS_URL
 from tests.support import (
     ROOT,
@@ -91,7 +91,7 @@ class RealEngine:
     names: dict[str, str] = field(default_factory=dict)
 
     def sector_of(self) -> dict[str, str]:
-        """Each symbol's sector label (as ``engine.quality`` bounds them)."""
+        """Each symbol's sector label (as ``engine.observe.quality`` bounds them)."""
         labels = sector_labels(self.universe.symbols, self.universe.meta)
         return dict(zip(self.universe.symbols, labels, strict=True))
 

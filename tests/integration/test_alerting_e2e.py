@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from engine import metrics
 from engine.config import Config, HttpSettings
-from engine.http import HttpServer
+from engine.observe import metrics
+from engine.observe.http import HttpServer
 from tests.integration.test_http_support import (
     ROOT,
     FakeSource,

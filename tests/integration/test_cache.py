@@ -19,10 +19,10 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from engine.cache import QuoteCache, cache_key, newest_per_symbol
 from engine.config import RedisSettings, Secret
 from engine.errors import CacheError, ConfigError
 from engine.quote import Quote, QuoteMessage
+from engine.sinks.cache import QuoteCache, cache_key, newest_per_symbol
 from tests.support import OwnRedis, free_port
 
 URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -225,7 +225,7 @@ class TestOutage:
         self, own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
     ) -> None:
         """Submissions go on while Redis is down; on recovery the latest per symbol is written."""
-        caplog.set_level(logging.INFO, logger="engine.cache")
+        caplog.set_level(logging.INFO, logger="engine.sinks.cache")
         prefix = "market:"
         async with QuoteCache.connect(settings(prefix, own_redis.url)) as cache:
             cache.submit([make_quote(f"S{i}", NOW) for i in range(100)])

@@ -29,10 +29,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from engine.config import Config, EarningsSettings, load_config
-from engine.earnings import EarningsJob, open_services, run_earnings, sync_command
-from engine.earnings_schedule import NY, ExchangeCalendar
+from engine.earnings.job import EarningsJob, open_services, run_earnings, sync_command
+from engine.earnings.schedule import NY, ExchangeCalendar
 from engine.errors import CircuitOpenError
-from engine.guard import Outcome
+from engine.source.guard import Outcome
 from yahoo_emulator import EmulatorConfig, RunningEmulator, serve_emulator
 from yahoo_emulator.earnings import EarningsEvent as Truth
 from yahoo_emulator.earnings import earnings_schedule, symbol_events
@@ -341,7 +341,7 @@ async def test_rescheduled_event_updates_its_row(
     async with env.services() as svc:
         await svc.sync.run(TODAY, trigger="schedule", covers=SLOT)
         env.emu.configure(earnings_reschedule=0.25, earnings_reschedule_days=2)
-        with caplog.at_level(logging.WARNING, logger="engine.earnings_store"):
+        with caplog.at_level(logging.WARNING, logger="engine.earnings.store"):
             report = await svc.sync.run(TODAY, trigger="schedule", covers=SLOT)
     assert report.ok, report.error
     after = truth(reschedule=0.25, reschedule_days=2)

@@ -208,7 +208,7 @@ def test_metric_names_in_alert_rules_exist() -> None:
     defines (a renamed metric would silently leave an alert that can never fire)."""
     import re
 
-    import engine.metrics as m
+    import engine.observe.metrics as m
 
     m.reset()
     m.set_failure_rate(0.0, False)

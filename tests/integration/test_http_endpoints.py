@@ -1,4 +1,4 @@
-"""engine.http: /healthz, /metrics, /readyz (injected checks), /status, errors."""
+"""engine.observe.http: /healthz, /metrics, /readyz (injected checks), /status, errors."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine import metrics
 from engine.config import Config, HttpSettings, PostgresSettings, RedisSettings
 from engine.errors import ConfigError
-from engine.http import Check, HttpServer, default_checks, error_rates, render_status
+from engine.observe import metrics
+from engine.observe.http import Check, HttpServer, default_checks, error_rates, render_status
 from engine.supervisor import CycleSummary
 from tests.integration.test_http_support import FakeSource, record_representative
 
@@ -182,7 +182,7 @@ async def test_status_page_and_json(server: HttpServer) -> None:
 
 
 def test_status_page_escapes_and_handles_no_data(source: FakeSource) -> None:
-    from engine.http import StatusView
+    from engine.observe.http import StatusView
 
     page = render_status(
         StatusView(

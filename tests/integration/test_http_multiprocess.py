@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine import metrics
 from engine.config import Config, HttpSettings
-from engine.http import HttpServer
+from engine.observe import metrics
+from engine.observe.http import HttpServer
 from tests.integration.test_http_support import FakeSource, multiprocess_metrics
 
 pytestmark = pytest.mark.integration

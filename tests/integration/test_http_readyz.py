@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from engine import metrics
 from engine.config import (
     Config,
     HttpSettings,
@@ -28,7 +27,8 @@ from engine.config import (
     RedisSettings,
     Secret,
 )
-from engine.http import HttpServer
+from engine.observe import metrics
+from engine.observe.http import HttpServer
 from tests.integration.test_http_support import FakeSource, free_port, wait_port
 
 pytestmark = pytest.mark.integration

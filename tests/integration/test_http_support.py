@@ -1,5 +1,6 @@
 """Shared helpers (no tests here) for the observability tests: a StatusSource with
-representative data, a recorder that exercises every function of engine.metrics, spare ports,
+representative data, a recorder that exercises every function of engine.observe.metrics, spare
+ports,
 and the engine's HTTP endpoint served from a background thread (for external scrapers:
 Prometheus, Chromium)."""
 
@@ -20,12 +21,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine import __version__, metrics
+from engine import __version__
 from engine.config import Config, HttpSettings
-from engine.http import Check, HttpServer, RateView
-from engine.quality import QualitySnapshot, QualityTracker
+from engine.observe import metrics
+from engine.observe.http import Check, HttpServer, RateView
+from engine.observe.quality import QualitySnapshot, QualityTracker
+from engine.source.symbols import load_symbols
 from engine.supervisor import CycleSummary
-from engine.symbols import load_symbols
 
 ROOT = Path(__file__).resolve().parents[2]
 

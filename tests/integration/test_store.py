@@ -33,13 +33,13 @@ import asyncpg
 import msgspec
 import pytest
 
-from engine import partitions as parts
+from engine.commands.db import maintain_command, migrate_command, stats_command
 from engine.config import PostgresSettings, Secret
-from engine.dbcli import maintain_command, migrate_command, stats_command
 from engine.errors import StoreError
-from engine.migrations import SCHEMA_DIR, load_migrations, migrate, render, template_variables
 from engine.quote import Quote
-from engine.store import QuoteStore, spill_paths
+from engine.sinks import partitions as parts
+from engine.sinks.migrations import SCHEMA_DIR, load_migrations, migrate, render, template_variables
+from engine.sinks.store import QuoteStore, spill_paths
 
 pytestmark = pytest.mark.integration
 
@@ -684,7 +684,7 @@ class TestOutages:
         settings = pg_settings(
             table, spill, dsn=own_pg.dsn, max_buffered_rows=1000, command_timeout_s=2.0
         )
-        caplog.set_level(logging.INFO, logger="engine.store")
+        caplog.set_level(logging.INFO, logger="engine.sinks.store")
         async with QuoteStore.connect(settings) as store:
             store.submit(cycle(0, 600))
             assert await store.flush(10)
@@ -718,7 +718,7 @@ class TestOutages:
         table = f"t_late_{uuid.uuid4().hex[:8]}"
         settings = pg_settings(table, tmp_path, dsn=own_pg.dsn, connect_attempts=3)
         await asyncio.to_thread(own_pg.stop)
-        caplog.set_level(logging.INFO, logger="engine.store")
+        caplog.set_level(logging.INFO, logger="engine.sinks.store")
         async with QuoteStore.connect(settings) as store:
             before = (store.stats.available, store.mode)
             store.submit(cycle(0, 500))

@@ -15,7 +15,7 @@ from engine.errors import (
     UpstreamStatusError,
     UpstreamTransportError,
 )
-from engine.yahoo import YahooClient
+from engine.source.client import YahooClient
 from yahoo_emulator.config import EmulatorConfig
 from yahoo_emulator.server import RunningEmulator, serve_emulator
 

@@ -24,7 +24,7 @@ import msgspec
 import pytest
 from ruamel.yaml import YAML
 
-from engine.cli import build_parser
+from engine.commands.cli import build_parser
 from engine.config import Config, HttpSettings, SchedulerSettings, load_config
 
 ROOT = Path(__file__).resolve().parents[2]

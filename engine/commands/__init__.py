@@ -1,0 +1,1 @@
+"""The ``ingestion-agent`` command line and its subcommands."""

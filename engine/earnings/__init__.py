@@ -1,0 +1,1 @@
+"""The earnings feature: calendar source, store, flags and fundamentals, events, schedule, job."""

@@ -1,0 +1,1 @@
+"""Observability: metrics, HTTP endpoints, logs, data quality, alerts."""

@@ -1,0 +1,1 @@
+"""Process plumbing: supervisor/child control messages, child start-up, cycle timing."""

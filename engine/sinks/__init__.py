@@ -1,0 +1,1 @@
+"""Sink stage: JetStream publisher, outbox, PostgreSQL store and migrations, Redis cache."""

@@ -1,0 +1,1 @@
+"""Yahoo source stage: transport, client (cookie + crumb), rate limit, breaker, guard, symbols."""

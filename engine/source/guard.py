@@ -1,0 +1,242 @@
+"""The Yahoo guard: one rate limiter and one circuit breaker shared by every process.
+
+State lives in a small shared-memory segment owned by the supervisor; each read-modify-write
+runs under ``flock`` on a lock file. ``flock`` rather than a semaphore because the kernel releases
+it when its holder dies: a worker SIGKILLed inside the (microsecond) critical section cannot wedge
+the others. Each process opens the lock file itself (a descriptor inherited through fork would be
+shared, and flock locks belong to open file descriptions).
+
+Every Yahoo call - quotes, cookie, crumb, earnings, fundamentals - goes through :meth:`acquire`
+(waits for a token; raises :class:`~engine.errors.CircuitOpenError` while the breaker is open)
+and reports its outcome with :meth:`record`. The decisions are the pure functions of
+:mod:`engine.source.ratelimit` and :mod:`engine.source.breaker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from multiprocessing import shared_memory
+from typing import Final, Literal, Protocol
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from engine.config import YahooSettings
+from engine.errors import CircuitOpenError
+from engine.observe import metrics
+from engine.source import breaker as brk
+from engine.source import ratelimit as rl
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["ok", "throttled", "failed", "neutral"]
+
+_RATE_FIELDS: Final = tuple(rl.RateState.__struct_fields__)
+_BRK_FIELDS: Final = tuple(brk.Breaker.__struct_fields__)
+_INT_FIELDS: Final = frozenset({"throttles", "consecutive", "window_calls", "window_failures",
+                                "transitions"})  # fmt: skip
+_SLOTS: Final = len(_RATE_FIELDS) + len(_BRK_FIELDS)
+
+
+def _typed(name: str, value: float) -> float | int:
+    return int(value) if name in _INT_FIELDS or name == "state" else value
+
+
+class Guard(Protocol):
+    async def acquire(self) -> None: ...
+
+    def record(
+        self, outcome: Outcome, latency_s: float, retry_after_s: float | None = None
+    ) -> None: ...
+
+
+class NullGuard:
+    """No limits (unit tests, one-off tools)."""
+
+    async def acquire(self) -> None:
+        return None
+
+    def record(
+        self, outcome: Outcome, latency_s: float, retry_after_s: float | None = None
+    ) -> None:
+        return None
+
+
+class YahooGuard:
+    def __init__(
+        self,
+        shm: shared_memory.SharedMemory,
+        lock_path: str,
+        rate_policy: rl.RatePolicy,
+        breaker_policy: brk.BreakerPolicy,
+        *,
+        owner: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._shm = shm
+        buf = shm.buf
+        assert buf is not None
+        self._slots: npt.NDArray[np.float64] = np.ndarray((_SLOTS,), dtype="<f8", buffer=buf)
+        self.lock_path = lock_path
+        self.rate_policy = rate_policy
+        self.breaker_policy = breaker_policy
+        self._owner = owner
+        self._clock = clock
+        self._fd: int | None = None
+        self._fd_pid = 0
+        self._closed = False
+
+    @classmethod
+    def create(
+        cls,
+        lock_dir: str,
+        rate_policy: rl.RatePolicy,
+        breaker_policy: brk.BreakerPolicy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> YahooGuard:
+        shm = shared_memory.SharedMemory(create=True, size=8 * _SLOTS)
+        lock_path = os.path.join(lock_dir, f"yahoo-guard-{shm.name.strip('/')}.lock")
+        with open(lock_path, "a"):
+            pass
+        g = cls(shm, lock_path, rate_policy, breaker_policy, owner=True, clock=clock)
+        g._slots[:] = 0
+        g._store(rl.RateState.initial(rate_policy, clock()), brk.Breaker(window_start=clock()))
+        return g
+
+    # -- shared state -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self._fd is None or self._fd_pid != os.getpid():
+            self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._fd_pid = os.getpid()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _load(self) -> tuple[rl.RateState, brk.Breaker]:
+        v = self._slots.tolist()
+        n = len(_RATE_FIELDS)
+        rate = msgspec.convert(
+            {f: _typed(f, x) for f, x in zip(_RATE_FIELDS, v[:n], strict=True)}, rl.RateState
+        )
+        breaker = msgspec.convert(
+            {f: _typed(f, x) for f, x in zip(_BRK_FIELDS, v[n:], strict=True)}, brk.Breaker
+        )
+        return rate, breaker
+
+    def _store(self, rate: rl.RateState, breaker: brk.Breaker) -> None:
+        n = len(_RATE_FIELDS)
+        self._slots[:n] = [float(getattr(rate, f)) for f in _RATE_FIELDS]
+        self._slots[n:] = [float(getattr(breaker, f)) for f in _BRK_FIELDS]
+
+    def snapshot(self) -> tuple[rl.RateState, brk.Breaker]:
+        with self._locked():
+            return self._load()
+
+    # -- the guard ----------------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        waited = 0.0
+        while True:
+            now = self._clock()
+            with self._locked():
+                rate, b = self._load()
+                b2, allowed = brk.before_call(b, self.breaker_policy, now)
+                if not allowed:
+                    self._store(rate, b2)
+                    raise CircuitOpenError(
+                        "Yahoo circuit breaker is open: calls paused after repeated failures"
+                    )
+                rate2, wait = rl.try_acquire(rate, self.rate_policy, now)
+                self._store(rate2, b2)
+            if b2.state != b.state:
+                log.warning("breaker_half_open", extra={"cooldown_s": b2.cooldown_s})
+            if wait <= 0:
+                metrics.record_rate_limit_wait(waited)
+                return
+            step = min(wait, 1.0)
+            waited += step
+            await asyncio.sleep(step)
+
+    def record(
+        self, outcome: Outcome, latency_s: float, retry_after_s: float | None = None
+    ) -> None:
+        now = self._clock()
+        with self._locked():
+            rate, b = self._load()
+            new_rate, new_b = rate, b
+            if outcome == "ok":
+                new_rate = rl.on_success(rate, self.rate_policy, latency_s, now)
+                new_b = brk.on_result(b, self.breaker_policy, True, now)
+            elif outcome == "throttled":
+                new_rate = rl.on_throttle(
+                    rate, self.rate_policy, now, retry_after_s, sent_at=now - latency_s
+                )
+            elif outcome == "failed":
+                new_b = brk.on_result(b, self.breaker_policy, False, now)
+            self._store(new_rate, new_b)
+        if outcome == "throttled":
+            metrics.record_throttle()
+            log.warning(
+                "rate_limited",
+                extra={
+                    "rate_rps": round(new_rate.rate, 3),
+                    "previous_rps": round(rate.rate, 3),
+                    "retry_after_s": retry_after_s,
+                    "throttles": new_rate.throttles,
+                },
+            )
+        if new_b.state != b.state:
+            event = {
+                brk.BreakerState.OPEN: "breaker_opened",
+                brk.BreakerState.CLOSED: "breaker_closed",
+                brk.BreakerState.HALF_OPEN: "breaker_half_open",
+            }[new_b.state]
+            level = logging.INFO if new_b.state == brk.BreakerState.CLOSED else logging.ERROR
+            log.log(level, event, extra={"cooldown_s": new_b.cooldown_s, "from": b.state.name})
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._fd is not None and self._fd_pid == os.getpid():
+            os.close(self._fd)
+        del self._slots
+        self._shm.close()
+        if self._owner:
+            with contextlib.suppress(FileNotFoundError):
+                self._shm.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lock_path)
+
+
+def policies_from(settings: YahooSettings) -> tuple[rl.RatePolicy, brk.BreakerPolicy]:
+    return (
+        rl.RatePolicy(
+            initial_rps=settings.rate_initial_rps,
+            min_rps=settings.rate_min_rps,
+            max_rps=settings.rate_max_rps,
+            burst=settings.rate_burst,
+            increase_rps=settings.rate_increase_rps,
+            decrease_factor=settings.rate_decrease_factor,
+            slow_latency_s=settings.rate_slow_latency_s,
+        ),
+        brk.BreakerPolicy(
+            consecutive_failures=settings.breaker_consecutive_failures,
+            failure_rate=settings.breaker_failure_rate,
+            min_calls=settings.breaker_min_calls,
+            window_s=settings.breaker_window_s,
+            cooldown_s=settings.breaker_cooldown_s,
+        ),
+    )

@@ -1,0 +1,133 @@
+"""Adaptive rate limit for every Yahoo call (pure maths; the clock is an argument).
+
+A token bucket whose refill rate adapts AIMD-style, like TCP congestion control:
+
+* every successful call adds ``increase_rps / rate`` to the rate - about ``+increase_rps`` per
+  second of successful traffic, whatever the current rate (additive increase);
+* a 429 multiplies the rate by ``decrease_factor`` (multiplicative decrease), empties the bucket
+  (no burst straight after a 429) and, when Yahoo sends Retry-After, blocks every call until then;
+* a response slower than ``slow_latency_s`` (an exponentially-weighted average) multiplies the rate
+  by ``slow_factor``: a server that is struggling is asked less.
+
+The state lives in shared memory (:mod:`engine.source.guard`) so all worker processes draw from one
+budget; these functions only compute the next state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import msgspec
+
+EWMA_ALPHA: Final = 0.2  # weight of the newest latency sample
+
+
+class RatePolicy(msgspec.Struct, frozen=True):
+    initial_rps: float = 10.0
+    min_rps: float = 0.2
+    max_rps: float = 50.0
+    burst: float = 120.0  # tokens the bucket holds: one cycle's requests may go at once
+    increase_rps: float = 0.5
+    decrease_factor: float = 0.5
+    slow_latency_s: float = 3.0
+    slow_factor: float = 0.9
+
+
+class RateState(msgspec.Struct, frozen=True):
+    rate: float
+    tokens: float
+    updated_at: float
+    blocked_until: float = 0.0
+    ewma_latency_s: float = 0.0
+    throttles: int = 0
+    decreased_at: float = -1.0  # when the rate was last cut (-1: never)
+
+    @classmethod
+    def initial(cls, policy: RatePolicy, now: float) -> RateState:
+        return cls(rate=policy.initial_rps, tokens=policy.burst, updated_at=now)
+
+
+def burst_cap(s: RateState, policy: RatePolicy) -> float:
+    """Tokens the bucket may hold: ``policy.burst`` until Yahoo first throttles us; after that
+    one second's worth at the learned rate, so a pause between cycles does not end in a burst
+    the upstream's own bucket cannot take (every cycle would open with 429s)."""
+    if s.decreased_at < 0:
+        return policy.burst
+    return min(policy.burst, max(1.0, s.rate))
+
+
+def _refill(s: RateState, policy: RatePolicy, now: float) -> RateState:
+    dt = max(0.0, now - s.updated_at)
+    tokens = min(burst_cap(s, policy), s.tokens + dt * s.rate)
+    return msgspec.structs.replace(s, tokens=tokens, updated_at=now)
+
+
+def try_acquire(s: RateState, policy: RatePolicy, now: float) -> tuple[RateState, float]:
+    """Take one token. Returns the new state and 0.0, or the unchanged-but-refilled state and
+    the seconds to wait before trying again."""
+    s = _refill(s, policy, now)
+    if now < s.blocked_until:
+        return s, s.blocked_until - now
+    if s.tokens >= 1.0:
+        return msgspec.structs.replace(s, tokens=s.tokens - 1.0), 0.0
+    return s, (1.0 - s.tokens) / s.rate
+
+
+def on_success(s: RateState, policy: RatePolicy, latency_s: float, now: float) -> RateState:
+    ewma = latency_s if s.ewma_latency_s == 0 else (
+        EWMA_ALPHA * latency_s + (1 - EWMA_ALPHA) * s.ewma_latency_s
+    )  # fmt: skip
+    rate = s.rate + policy.increase_rps / max(s.rate, policy.min_rps)
+    if ewma > policy.slow_latency_s:
+        rate = s.rate * policy.slow_factor
+    rate = min(policy.max_rps, max(policy.min_rps, rate))
+    return msgspec.structs.replace(_refill(s, policy, now), rate=rate, ewma_latency_s=ewma)
+
+
+def on_throttle(
+    s: RateState,
+    policy: RatePolicy,
+    now: float,
+    retry_after_s: float | None = None,
+    sent_at: float | None = None,
+) -> RateState:
+    """A 429 (or ``Too Many Requests`` crumb): back off.
+
+    One cut per congestion event: a 429 for a request sent before the last cut (``sent_at``)
+    was already in flight when we slowed down, so it does not cut the rate again - four
+    requests in flight answered 429 together halve the rate once, not sixteen-fold.
+    """
+    same_event = sent_at is not None and sent_at < s.decreased_at
+    rate = s.rate if same_event else max(policy.min_rps, s.rate * policy.decrease_factor)
+    pause = retry_after_s if retry_after_s is not None else 1.0 / rate
+    return msgspec.structs.replace(
+        s,
+        rate=rate,
+        tokens=0.0,
+        updated_at=now,
+        blocked_until=max(s.blocked_until, now + pause),
+        throttles=s.throttles + 1,
+        decreased_at=s.decreased_at if same_event else now,
+    )
+
+
+def headroom(budget: float, need: int) -> float:
+    """Share of the per-cycle request budget (:func:`cycle_budget`) left after one full cycle of
+    ``need`` requests, in [0, 1]: ``1 - need / budget``; 0 when the budget cannot cover a cycle
+    (the engine then says so and refreshes the universe over :func:`cycles_to_cover` cycles)."""
+    if budget <= 0:
+        return 0.0
+    return max(0.0, min(1.0, 1.0 - need / budget))
+
+
+def cycle_budget(s: RateState, policy: RatePolicy, interval_s: float) -> float:
+    """Requests the limiter allows in one interval: what the bucket holds plus its refill."""
+    return min(policy.burst, s.tokens) + s.rate * interval_s
+
+
+def cycles_to_cover(need: int, budget: float) -> int:
+    """Intervals one full pass over the universe takes at this budget (>= 1)."""
+    if budget <= 0:
+        return 1 << 30
+    return max(1, math.ceil(need / budget))

@@ -1,0 +1,776 @@
+"""Specification of engine.source.symbols: notation, validation, loading, shards, the check
+command."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import ClassVar
+
+import msgspec
+import pytest
+
+from engine.errors import ConfigError, SymbolsError
+from engine.source.symbols import (
+    MAX_FILE_BYTES,
+    MAX_SYMBOL_LEN,
+    Problem,
+    Shard,
+    SymbolMeta,
+    Universe,
+    assign_shards,
+    build_shards,
+    check_command,
+    check_symbol,
+    load_symbols,
+    nasdaq_to_yahoo,
+    shard_of,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+SYMBOLS_JSON = REPO / "symbols.json"
+
+# Every non-alphabetic form in the Nasdaq-screener export (class shares, preferreds with and
+# without a series letter, warrants), plus forms the screener uses elsewhere.
+NASDAQ_CASES = [
+    ("BRK/B", "BRK-B"),
+    ("BRK/A", "BRK-A"),
+    ("AKO/A", "AKO-A"),
+    ("AKO/B", "AKO-B"),
+    ("BF/A", "BF-A"),
+    ("BF/B", "BF-B"),
+    ("BIO/B", "BIO-B"),
+    ("CRD/A", "CRD-A"),
+    ("CRD/B", "CRD-B"),
+    ("HEI/A", "HEI-A"),
+    ("HVT/A", "HVT-A"),
+    ("WSO/B", "WSO-B"),
+    ("ABR^D", "ABR-PD"),
+    ("C^N", "C-PN"),
+    ("BA^A", "BA-PA"),
+    ("AHRT^A", "AHRT-PA"),
+    ("FLG^U", "FLG-PU"),
+    ("DCOM^", "DCOM-P"),
+    ("ETI^", "ETI-P"),
+    ("TFIN^", "TFIN-P"),
+    ("TY^", "TY-P"),
+    ("PHXE^", "PHXE-P"),
+    ("RAC/WS", "RAC-WT"),
+    ("BAC/WS/A", "BAC-WTA"),
+    ("SPAC/U", "SPAC-U"),
+]
+
+INJECTION_ATTEMPTS = [
+    "AAPL'; DROP TABLE market_data;--",
+    "AAPL;",
+    "A'B",
+    'A"B',
+    "A B",
+    "A\tB",
+    "A\nB",
+    "A\r\nB",
+    "A\x00B",
+    "market:*",
+    "A*",
+    "A?",
+    "A[B]",
+    "A{B}",
+    "A:B",
+    "A$B",
+    "A%",
+    "A|B",
+    "A`B`",
+    "A\\B",
+    "../etc/passwd",
+    "A,B",
+    "A=B",
+    "A>B",
+    "A)B",
+    "ＡＡＰＬ",  # full-width letters
+    "AAPL\u200b",  # zero-width space
+    "ÄPFEL",
+    "A\u0301",
+]
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    p = tmp_path / name
+    if isinstance(content, bytes):
+        p.write_bytes(content)
+    else:
+        p.write_text(content, encoding="utf-8")
+    return p
+
+
+def line_of(text: str, needle: str) -> int:
+    return text[: text.index(needle)].count("\n") + 1
+
+
+def load_make_symbols() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_symbols", REPO / "tools/make_symbols.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def tool() -> ModuleType:
+    """tools/make_symbols.py, imported from its path (tools/ is not a package)."""
+    return load_make_symbols()
+
+
+class TestNasdaqToYahoo:
+    @pytest.mark.parametrize(("nasdaq", "yahoo"), NASDAQ_CASES)
+    def test_odd_forms(self, nasdaq: str, yahoo: str) -> None:
+        """Class shares, preferreds (with and without series), warrants and units convert."""
+        assert nasdaq_to_yahoo(nasdaq) == yahoo
+
+    @pytest.mark.parametrize(("nasdaq", "yahoo"), NASDAQ_CASES)
+    def test_results_are_valid_yahoo_symbols(self, nasdaq: str, yahoo: str) -> None:
+        """Every conversion result passes the validator."""
+        assert check_symbol(nasdaq_to_yahoo(nasdaq)) is None
+
+    def test_plain_symbols_unchanged(self) -> None:
+        """Alphabetic symbols, including Nasdaq five-letter preferreds, pass through."""
+        assert [nasdaq_to_yahoo(s) for s in ("AAPL", "F", "ACGLO", "GOOGL")] == [
+            "AAPL",
+            "F",
+            "ACGLO",
+            "GOOGL",
+        ]
+
+    def test_trims_and_upper_cases(self) -> None:
+        """Surrounding whitespace and lower case are normalised."""
+        assert nasdaq_to_yahoo("  brk/b ") == "BRK-B"
+
+    @pytest.mark.parametrize("symbol", ["BRK-B", "ABR-PD", "RAC-WT", "AAPL.X12", "SHOP.TO"])
+    def test_idempotent_on_yahoo_notation(self, symbol: str) -> None:
+        """A symbol already in Yahoo notation is returned unchanged."""
+        assert nasdaq_to_yahoo(symbol) == symbol
+        assert nasdaq_to_yahoo(nasdaq_to_yahoo(symbol)) == symbol
+
+    @pytest.mark.parametrize("symbol", ["ABC/RT", "ABC/WI", "ABC^A/CL", "A^B^C", "A B", "", "^"])
+    def test_unknown_forms_raise(self, symbol: str) -> None:
+        """Forms without a known Yahoo equivalent raise ValueError instead of guessing."""
+        with pytest.raises(ValueError, match="Yahoo"):
+            nasdaq_to_yahoo(symbol)
+
+
+class TestCheckSymbol:
+    @pytest.mark.parametrize(
+        "symbol",
+        [
+            "AAPL",
+            "F",
+            "BRK-B",
+            "ABR-PD",
+            "RAC-WT",
+            "BAC-WTA",
+            "AAC-U",
+            "AAPL.X1",
+            "AAPL.X12",
+            "AAPL.X123",
+            "BRK-B.X7",
+            "SHOP.TO",
+            "VOD.L",
+            "7203.T",
+            "0700.HK",
+            "A" * MAX_SYMBOL_LEN,
+        ],
+    )
+    def test_accepts_yahoo_notation(self, symbol: str) -> None:
+        """Yahoo US symbols, exchange suffixes and the emulator's replica suffix are accepted."""
+        assert check_symbol(symbol) is None
+
+    @pytest.mark.parametrize(
+        ("symbol", "reason"),
+        [
+            ("BRK/B", "'BRK/B' is Nasdaq notation; Yahoo writes 'BRK-B'"),
+            ("ABR^D", "'ABR^D' is Nasdaq notation; Yahoo writes 'ABR-PD'"),
+            ("RAC/WS", "'RAC/WS' is Nasdaq notation; Yahoo writes 'RAC-WT'"),
+            ("aapl", "lower case; write 'AAPL'"),
+            ("Brk-b", "lower case; write 'BRK-B'"),
+            ("BRK.B", "share class written with '.'; Yahoo writes 'BRK-B'"),
+            (" AAPL", "surrounding whitespace; write 'AAPL'"),
+            ("", "empty symbol"),
+            ("   ", "blank symbol (only whitespace)"),
+            ("A" * 21, "too long (21 characters, at most 20)"),
+        ],
+    )
+    def test_rejects_with_fix(self, symbol: str, reason: str) -> None:
+        """Each rejection says what is wrong and how to write it."""
+        assert check_symbol(symbol) == reason
+
+    @pytest.mark.parametrize("symbol", INJECTION_ATTEMPTS)
+    def test_rejects_injection_attempts(self, symbol: str) -> None:
+        """Quotes, separators, wildcards, whitespace, control and non-ASCII characters fail."""
+        reason = check_symbol(symbol)
+        assert reason is not None
+        assert reason
+
+    @pytest.mark.parametrize(
+        "symbol", ["-A", "A-", "A--B", "A.", ".A", "A..B", "A.B.C", "A.TOOLONG", "A-.TO", "AAPL.X"]
+    )
+    def test_rejects_malformed(self, symbol: str) -> None:
+        """Misplaced separators and bad suffixes are rejected."""
+        assert check_symbol(symbol) is not None
+
+    @pytest.mark.parametrize("value", [42, None, b"AAPL", ["AAPL"], {"symbol": "AAPL"}])
+    def test_rejects_non_strings(self, value: object) -> None:
+        """Values of the wrong type are rejected, naming the type."""
+        assert check_symbol(value) == f"expected a string, got {type(value).__name__}"
+
+    def test_accepted_alphabet_is_safe(self) -> None:
+        """Whatever random string is accepted uses only A-Z, 0-9, '-' and '.'."""
+        rng = random.Random(1234)
+        alphabet = "ABZ09-.a/^ ;'\"*:\x00é_"
+        safe = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
+        accepted = 0
+        for _ in range(5000):
+            s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+            reason = check_symbol(s)
+            if reason is None:
+                accepted += 1
+                assert set(s) <= safe and 0 < len(s) <= MAX_SYMBOL_LEN
+            else:
+                assert isinstance(reason, str) and reason
+        assert accepted > 0
+
+
+class TestLoadJson:
+    def test_list_of_strings(self, tmp_path: Path) -> None:
+        """A JSON list of strings loads in file order, without metadata."""
+        u = load_symbols(write(tmp_path, "s.json", '["MSFT", "AAPL", "BRK-B"]'))
+        assert u.symbols == ("MSFT", "AAPL", "BRK-B")
+        assert u.meta == {} and u.skipped == ()
+
+    def test_list_of_objects(self, tmp_path: Path) -> None:
+        """Objects give symbol plus name/sector/exchange; unknown keys and blanks are ignored."""
+        text = json.dumps(
+            [
+                {"symbol": "AAPL", "name": "Apple", "sector": "Technology", "exchange": "NASDAQ"},
+                {"symbol": "BRK-B", "name": "Berkshire", "sector": None, "cik": 1067983},
+                {"symbol": "XOM", "name": "  ", "sector": ""},
+            ]
+        )
+        u = load_symbols(write(tmp_path, "s.json", text))
+        assert u.symbols == ("AAPL", "BRK-B", "XOM")
+        assert u.meta == {
+            "AAPL": SymbolMeta("Apple", "Technology", "NASDAQ"),
+            "BRK-B": SymbolMeta(name="Berkshire"),
+        }
+
+    def test_mixed_strings_and_objects(self, tmp_path: Path) -> None:
+        """Strings and objects may be mixed in one list."""
+        u = load_symbols(write(tmp_path, "s.json", '["AAPL", {"symbol": "MSFT"}]'))
+        assert u.symbols == ("AAPL", "MSFT")
+
+    def test_problem_lines_in_pretty_printed_file(self, tmp_path: Path) -> None:
+        """Problems carry the line where their element starts, also for multi-line objects."""
+        items: list[object] = [{"symbol": s, "name": f"{s} Inc."} for s in ("A", "B", "C")]
+        items += [{"symbol": "brk/b", "name": "Bad"}, "D", {"symbol": "x y"}]
+        text = json.dumps(items, indent=2)
+        with pytest.raises(SymbolsError) as ei:
+            load_symbols(write(tmp_path, "s.json", text))
+        assert ei.value.problems == [
+            (
+                line_of(text, '"symbol": "brk/b"') - 1,
+                "brk/b",
+                "'brk/b' is Nasdaq notation; Yahoo writes 'BRK-B'",
+            ),
+            (
+                line_of(text, '"symbol": "x y"') - 1,
+                "x y",
+                "illegal character ' '; symbols use only A-Z, 0-9, '-' and '.'",
+            ),
+        ]
+
+    def test_problem_lines_in_one_per_line_file(self, tmp_path: Path) -> None:
+        """With one element per line, the problem's line is the element's line."""
+        text = '[\n"AAPL",\n"MSFT",\n"BRK/B",\n"XOM"\n]\n'
+        with pytest.raises(SymbolsError) as ei:
+            load_symbols(write(tmp_path, "s.json", text))
+        assert [p[:2] for p in ei.value.problems] == [(4, "BRK/B")]
+
+    @pytest.mark.parametrize(
+        ("element", "reason"),
+        [
+            ("42", "expected a string or an object with a 'symbol' key, got int"),
+            ("null", "expected a string or an object with a 'symbol' key, got null"),
+            ('["AAPL"]', "expected a string or an object with a 'symbol' key, got list"),
+            ('{"name": "Apple"}', "object has no 'symbol' key"),
+            ('{"symbol": 7}', "expected a string, got int"),
+            ('{"symbol": "AAPL2", "name": 3}', "'name' must be a string or null, got int"),
+        ],
+    )
+    def test_wrong_types(self, tmp_path: Path, element: str, reason: str) -> None:
+        """Elements of the wrong type are reported with their line and the reason."""
+        text = f'[\n"MSFT",\n{element}\n]'
+        with pytest.raises(SymbolsError) as ei:
+            load_symbols(write(tmp_path, "s.json", text))
+        assert [(p[0], p[2]) for p in ei.value.problems] == [(3, reason)]
+
+    @pytest.mark.parametrize(
+        ("text", "line", "what"),
+        [
+            ('[\n"AAPL",\n"MSFT"\n"XOM"\n]', 4, "expected ',' or ']'"),
+            ('[\n"AAPL",\n"MSFT",\n]', 4, "trailing comma"),
+            ('[\n"AAPL",\n"MS', 3, "invalid JSON"),
+            ('[\n"AAPL"\n]\n[]', 4, "after the closing ']'"),
+            ('\n\n{"symbols": ["AAPL"]}', 3, "found an object"),
+            ('"AAPL"', 1, "not a list"),
+            ("", 1, "empty"),
+            ("  \n ", 1, "empty"),
+        ],
+    )
+    def test_malformed_json_names_line(
+        self, tmp_path: Path, text: str, line: int, what: str
+    ) -> None:
+        """Syntax errors and a non-list top level fail with the file name and line."""
+        p = write(tmp_path, "s.json", text)
+        with pytest.raises(SymbolsError, match=f"line {line}: .*{what}") as ei:
+            load_symbols(p)
+        assert str(p) in str(ei.value)
+
+    def test_utf8_bom_accepted(self, tmp_path: Path) -> None:
+        """A UTF-8 byte-order mark (Windows editors) is ignored."""
+        u = load_symbols(write(tmp_path, "s.json", b'\xef\xbb\xbf["AAPL"]'))
+        assert u.symbols == ("AAPL",)
+
+    def test_fast_and_slow_paths_agree(self, tmp_path: Path) -> None:
+        """A valid file and the same file with one bad line skipped give the same universe."""
+        good = [{"symbol": "AAPL", "name": " Apple "}, "MSFT", {"symbol": "XOM", "sector": ""}]
+        bad = [*good[:2], {"symbol": "bad one"}, good[2]]
+        u1 = load_symbols(write(tmp_path, "good.json", json.dumps(good)))
+        u2 = load_symbols(write(tmp_path, "bad.json", json.dumps(bad)), on_invalid="skip")
+        assert (u1.symbols, u1.meta, u1.digest) == (u2.symbols, u2.meta, u2.digest)
+        assert u1.meta == {"AAPL": SymbolMeta(name="Apple")}
+
+
+class TestLoadCsv:
+    def test_symbol_column_and_metadata(self, tmp_path: Path) -> None:
+        """A header with a symbol column loads; name/sector/exchange become metadata."""
+        text = "symbol,name,sector,exchange,last_sale\nAAPL,Apple,Technology,NASDAQ,1\nMSFT,,,,2\n"
+        u = load_symbols(write(tmp_path, "s.csv", text))
+        assert u.symbols == ("AAPL", "MSFT")
+        assert u.meta == {"AAPL": SymbolMeta("Apple", "Technology", "NASDAQ")}
+
+    def test_single_column(self, tmp_path: Path) -> None:
+        """Only the symbol column is required; header names are case- and space-insensitive."""
+        u = load_symbols(write(tmp_path, "s.csv", " Symbol \r\nAAPL\r\nMSFT\r\n"))
+        assert u.symbols == ("AAPL", "MSFT")
+
+    def test_problem_lines_count_blank_and_multiline_rows(self, tmp_path: Path) -> None:
+        """Lines are physical lines: blank lines and quoted newlines are counted."""
+        text = 'symbol,name\nAAPL,Apple\n\nMSFT,"Micro\nsoft"\nBRK/B,Berkshire\nXOM,Exxon,extra\n'
+        with pytest.raises(SymbolsError) as ei:
+            load_symbols(write(tmp_path, "s.csv", text))
+        assert ei.value.problems == [
+            (6, "BRK/B", "'BRK/B' is Nasdaq notation; Yahoo writes 'BRK-B'"),
+            (7, "XOM", "expected 2 fields (per header), got 3"),
+        ]
+
+    def test_missing_symbol_column(self, tmp_path: Path) -> None:
+        """A header without a symbol column is a file-level error naming the header."""
+        with pytest.raises(SymbolsError, match=r"line 1: .*no 'symbol' column"):
+            load_symbols(write(tmp_path, "s.csv", "ticker,name\nAAPL,Apple\n"))
+
+    def test_repeated_header_column(self, tmp_path: Path) -> None:
+        """A header that repeats a column is rejected."""
+        with pytest.raises(SymbolsError, match="repeats column"):
+            load_symbols(write(tmp_path, "s.csv", "symbol,name,Name\nAAPL,a,b\n"))
+
+
+class TestLoadModes:
+    def test_reject_lists_every_problem(self, tmp_path: Path) -> None:
+        """Reject mode raises SymbolsError with all problems, the file name and the fix."""
+        text = "\n".join(["[", '"AAPL",', '"aapl",', '"BRK/B",', '"A;B",', '"AAPL"', "]"])
+        p = write(tmp_path, "s.json", text)
+        with pytest.raises(SymbolsError) as ei:
+            load_symbols(p)
+        err = ei.value
+        assert [(pr[0], pr[1]) for pr in err.problems] == [
+            (3, "aapl"),
+            (4, "BRK/B"),
+            (5, "A;B"),
+            (6, "AAPL"),
+        ]
+        assert err.problems[-1][2] == "duplicate of line 2"
+        assert str(p) in str(err)
+        assert 'symbols.on_invalid = "skip"' in str(err)
+        assert "4 of 5 entries are invalid" in str(err)
+
+    def test_skip_drops_bad_lines(self, tmp_path: Path) -> None:
+        """Skip mode keeps the good symbols and returns the bad lines in skipped."""
+        text = '[\n"AAPL",\n"BRK/B",\n"MSFT",\n"MSFT"\n]'
+        u = load_symbols(write(tmp_path, "s.json", text), on_invalid="skip")
+        assert u.symbols == ("AAPL", "MSFT")
+        assert u.skipped == (
+            Problem(3, "BRK/B", "'BRK/B' is Nasdaq notation; Yahoo writes 'BRK-B'"),
+            Problem(5, "MSFT", "duplicate of line 4"),
+        )
+
+    def test_duplicates_keep_first(self, tmp_path: Path) -> None:
+        """The first occurrence of a duplicated symbol is kept, later ones are problems."""
+        text = "symbol,name\nAAPL,first\nAAPL,second\n"
+        u = load_symbols(write(tmp_path, "s.csv", text), on_invalid="skip")
+        assert u.meta["AAPL"].name == "first"
+        assert u.skipped == (Problem(3, "AAPL", "duplicate of line 2"),)
+
+    @pytest.mark.parametrize(
+        ("name", "text"), [("e.json", "[]"), ("e.csv", "symbol\n"), ("e.csv", "symbol\n\n\n")]
+    )
+    def test_empty_universe_is_an_error(self, tmp_path: Path, name: str, text: str) -> None:
+        """A file listing no symbols is rejected."""
+        with pytest.raises(SymbolsError, match="empty universe"):
+            load_symbols(write(tmp_path, name, text))
+
+    def test_all_invalid_in_skip_mode_is_an_error(self, tmp_path: Path) -> None:
+        """Skipping every line leaves an empty universe, which is an error with the problems."""
+        with pytest.raises(SymbolsError, match="all 2 entries are invalid") as ei:
+            load_symbols(write(tmp_path, "s.json", '["a", "b"]'), on_invalid="skip")
+        assert len(ei.value.problems) == 2
+
+    def test_bad_mode_is_a_config_error(self, tmp_path: Path) -> None:
+        """An unknown on_invalid value raises ConfigError naming the key."""
+        with pytest.raises(ConfigError) as ei:
+            load_symbols(write(tmp_path, "s.json", '["AAPL"]'), on_invalid="ignore")  # type: ignore[arg-type]
+        assert ei.value.key == "symbols.on_invalid"
+
+
+class TestLoadFiles:
+    @pytest.mark.parametrize("name", ["e.json", "e.csv", "e.txt", "e"])
+    def test_empty_file(self, tmp_path: Path, name: str) -> None:
+        """An empty file is rejected whatever its extension."""
+        with pytest.raises(SymbolsError, match="empty"):
+            load_symbols(write(tmp_path, name, ""))
+
+    def test_garbage_text(self, tmp_path: Path) -> None:
+        """Text that is neither JSON nor CSV is rejected with the expected formats."""
+        with pytest.raises(SymbolsError, match=r"neither JSON .* nor CSV"):
+            load_symbols(write(tmp_path, "s.txt", "hello world\nthis is not a list\n"))
+
+    def test_binary_file(self, tmp_path: Path) -> None:
+        """A file containing NUL bytes is reported as binary."""
+        with pytest.raises(SymbolsError, match="binary"):
+            load_symbols(write(tmp_path, "s.json", b'["AAPL"]\n\x00\x01\x02\xff'))
+
+    def test_not_utf8(self, tmp_path: Path) -> None:
+        """A Latin-1 file is rejected with the offending byte and line."""
+        data = "symbol,name\nAAPL,Apple\nNSRGY,Nestlé\n".encode("latin-1")
+        with pytest.raises(SymbolsError, match=r"not UTF-8 \(byte 0xe9 on line 3\)"):
+            load_symbols(write(tmp_path, "s.csv", data))
+
+    def test_utf16(self, tmp_path: Path) -> None:
+        """A UTF-16 file is named as such."""
+        with pytest.raises(SymbolsError, match="UTF-16"):
+            load_symbols(write(tmp_path, "s.json", '["AAPL"]'.encode("utf-16")))
+
+    def test_huge_file(self, tmp_path: Path) -> None:
+        """A file over the size limit is refused before it is read."""
+        p = tmp_path / "huge.json"
+        with p.open("wb") as fh:
+            fh.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk space used
+        with pytest.raises(SymbolsError, match="MiB limit"):
+            load_symbols(p)
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A missing file says so and names the setting."""
+        with pytest.raises(SymbolsError, match=r"not found; set symbols\.file"):
+            load_symbols(tmp_path / "nope.json")
+
+    def test_directory(self, tmp_path: Path) -> None:
+        """A directory in place of a file is reported."""
+        with pytest.raises(SymbolsError, match="is a directory"):
+            load_symbols(tmp_path)
+
+    @pytest.mark.parametrize(
+        "text", ['["AAPL", "MSFT"]', '  [{"symbol": "AAPL"}, "MSFT"]', "symbol\nAAPL\nMSFT\n"]
+    )
+    def test_format_sniffed_without_known_extension(self, tmp_path: Path, text: str) -> None:
+        """Files without a .json/.csv extension are recognised by content."""
+        assert load_symbols(write(tmp_path, "symbols.txt", text)).symbols == ("AAPL", "MSFT")
+
+
+class TestUniverse:
+    def test_is_frozen(self, tmp_path: Path) -> None:
+        """A Universe cannot be modified after loading."""
+        u = load_symbols(write(tmp_path, "s.json", '["AAPL"]'))
+        with pytest.raises(AttributeError):
+            u.symbols = ("MSFT",)  # type: ignore[misc]
+
+    def test_source_and_len(self, tmp_path: Path) -> None:
+        """The universe records its source path and its size."""
+        p = write(tmp_path, "s.json", '["AAPL", "MSFT"]')
+        u = load_symbols(p)
+        assert u.source == str(p) and len(u) == 2
+
+    def test_digest_depends_on_symbols_only(self, tmp_path: Path) -> None:
+        """Same symbols in the same order give the same digest, whatever the format or meta."""
+        a = load_symbols(write(tmp_path, "a.json", '["AAPL", "MSFT"]'))
+        b = load_symbols(write(tmp_path, "b.csv", "symbol,name\nAAPL,Apple\nMSFT,Microsoft\n"))
+        c = load_symbols(write(tmp_path, "c.json", '["MSFT", "AAPL"]'))
+        d = load_symbols(write(tmp_path, "d.json", '["AAPL", "MSFT", "XOM"]'))
+        assert a.digest == b.digest
+        assert len({a.digest, c.digest, d.digest}) == 3
+        assert len(a.digest) == 64
+
+    def test_encodes_with_msgspec(self, tmp_path: Path) -> None:
+        """A Universe round-trips through msgspec (e.g. to hand it to a worker process)."""
+        u = load_symbols(
+            write(tmp_path, "s.json", '[{"symbol": "AAPL", "name": "Apple"}, "b"]'), "skip"
+        )
+        assert msgspec.msgpack.decode(msgspec.msgpack.encode(u), type=Universe) == u
+
+
+class TestShardOf:
+    @pytest.mark.parametrize(
+        ("symbol", "n_shards", "shard"),
+        [
+            ("AAPL", 64, 38),
+            ("MSFT", 64, 14),
+            ("BRK-B", 64, 53),
+            ("NVDA", 64, 1),
+            ("ABR-PD", 64, 29),
+            ("AAPL.X12", 64, 3),
+            ("AAPL", 1024, 461),
+            ("MSFT", 1024, 727),
+            ("AAPL", 8, 6),
+            ("AAPL", 1, 0),
+        ],
+    )
+    def test_pinned_values(self, symbol: str, n_shards: int, shard: int) -> None:
+        """Known shard ids: a change of hash function breaks this test (and every lease)."""
+        assert shard_of(symbol, n_shards) == shard
+
+    def test_stable_across_processes(self) -> None:
+        """Other interpreters with other hash seeds compute the same shards."""
+        syms = ["AAPL", "MSFT", "BRK-B", "ABR-PD", "GOOG", "XOM"]
+        here = [shard_of(s, 64) for s in syms]
+        code = (
+            "import json,sys; from engine.source.symbols import shard_of; "
+            f"print(json.dumps([shard_of(s, 64) for s in {syms!r}]))"
+        )
+        for seed in ("1", "987654"):
+            env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)}
+            out = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, check=True, text=True
+            )
+            assert json.loads(out.stdout) == here
+
+    def test_in_range(self) -> None:
+        """Shard ids are in [0, n_shards)."""
+        for n in (1, 2, 3, 7, 64, 4096):
+            assert all(0 <= shard_of(f"S{i}", n) < n for i in range(300))
+
+    @pytest.mark.parametrize("n", [0, -1])
+    def test_invalid_count(self, n: int) -> None:
+        """A shard count below one is a ValueError."""
+        with pytest.raises(ValueError, match="n_shards"):
+            shard_of("AAPL", n)
+
+    def test_growing_count_moves_few_symbols(self) -> None:
+        """From n to n+1 shards, only symbols moving to the new shard change (about 1/(n+1))."""
+        syms = [f"S{i}" for i in range(4000)]
+        before = {s: shard_of(s, 16) for s in syms}
+        after = {s: shard_of(s, 17) for s in syms}
+        moved = [s for s in syms if before[s] != after[s]]
+        assert all(after[s] == 16 for s in moved)
+        assert 0.03 < len(moved) / len(syms) < 0.09
+
+
+class TestBuildShards:
+    def test_partition(self) -> None:
+        """Shards 0..n-1 partition the universe, each sorted, each symbol where shard_of says."""
+        syms = [f"S{i}" for i in range(500)]
+        shards = build_shards(syms, 16)
+        assert [s.id for s in shards] == list(range(16))
+        assert sorted(x for s in shards for x in s.symbols) == sorted(syms)
+        for s in shards:
+            assert list(s.symbols) == sorted(s.symbols)
+            assert all(shard_of(x, 16) == s.id for x in s.symbols)
+
+    def test_universe_or_iterable(self, tmp_path: Path) -> None:
+        """A Universe and its symbol list give the same shards, empty shards included."""
+        u = load_symbols(write(tmp_path, "s.json", '["AAPL", "MSFT", "XOM"]'))
+        shards = build_shards(u, 8)
+        assert shards == build_shards(iter(u.symbols), 8)
+        assert len(shards) == 8 and sum(len(s.symbols) == 0 for s in shards) >= 5
+        assert isinstance(shards[0], Shard)
+
+    def test_order_independent(self) -> None:
+        """The input order does not change the shards."""
+        syms = [f"S{i}" for i in range(200)]
+        assert build_shards(syms, 8) == build_shards(list(reversed(syms)), 8)
+
+    @pytest.mark.parametrize("change", ["add", "remove"])
+    def test_one_symbol_changes_only_its_shard(self, change: str) -> None:
+        """Adding or removing one symbol changes no shard but its own."""
+        base = [f"S{i}" for i in range(1000)]
+        other = [*base, "NEW"] if change == "add" else base[:500] + base[501:]
+        moved = "NEW" if change == "add" else base[500]
+        a, b = build_shards(base, 32), build_shards(other, 32)
+        changed = [i for i in range(32) if a[i] != b[i]]
+        assert changed == [shard_of(moved, 32)]
+
+    def test_balance_on_repository_universe(self) -> None:
+        """The 5,000 symbols spread over 64 shards within 30% of the mean."""
+        shards = build_shards(load_symbols(SYMBOLS_JSON), 64)
+        sizes = [len(s.symbols) for s in shards]
+        mean = 5000 / 64
+        assert min(sizes) > 0.7 * mean and max(sizes) < 1.3 * mean
+
+    def test_rejects_duplicates_and_bad_count(self) -> None:
+        """Duplicated symbols or a shard count below one are ValueErrors."""
+        with pytest.raises(ValueError, match="duplicates"):
+            build_shards(["AAPL", "AAPL"], 4)
+        with pytest.raises(ValueError, match="n_shards"):
+            build_shards(["AAPL"], 0)
+
+
+class TestAssignShards:
+    @pytest.mark.parametrize(("n_shards", "n_workers"), [(64, 1), (64, 2), (64, 6), (7, 3), (5, 5)])
+    def test_every_shard_once_and_balanced(self, n_shards: int, n_workers: int) -> None:
+        """Each shard has exactly one owner; worker loads differ by at most one shard."""
+        owned = assign_shards(n_shards, n_workers)
+        assert len(owned) == n_workers
+        assert sorted(i for w in owned for i in w) == list(range(n_shards))
+        counts = [len(w) for w in owned]
+        assert max(counts) - min(counts) <= 1
+
+    def test_round_robin(self) -> None:
+        """Worker w owns shards w, w+n_workers, ..."""
+        assert assign_shards(7, 3) == ((0, 3, 6), (1, 4), (2, 5))
+
+    def test_more_workers_than_shards(self) -> None:
+        """Surplus workers own no shard."""
+        assert assign_shards(2, 4) == ((0,), (1,), (), ())
+
+    @pytest.mark.parametrize(("n_shards", "n_workers"), [(0, 1), (1, 0), (-1, 2)])
+    def test_invalid_counts(self, n_shards: int, n_workers: int) -> None:
+        """Counts below one are ValueErrors."""
+        with pytest.raises(ValueError):
+            assign_shards(n_shards, n_workers)
+
+
+class TestCheckCommand:
+    def run(self, path: Path | str, on_invalid: str = "reject") -> tuple[int, str]:
+        out = io.StringIO()
+        rc = check_command(str(path), on_invalid, out)
+        return rc, out.getvalue()
+
+    def test_summary(self, tmp_path: Path) -> None:
+        """A good file prints count, first/last symbols and shard balance, and returns 0."""
+        syms = [f"S{i}" for i in range(100)]
+        rc, text = self.run(write(tmp_path, "s.json", json.dumps(syms)))
+        assert rc == 0
+        assert "OK, 100 symbols" in text
+        assert "first: S0, S1, S2, S3, S4" in text
+        assert "last:  S95, S96, S97, S98, S99" in text
+        assert "shards: 64," in text and "symbols each" in text
+
+    def test_problems_by_line(self, tmp_path: Path) -> None:
+        """A bad file prints every problem with its line and returns 1."""
+        rc, text = self.run(write(tmp_path, "s.json", '[\n"AAPL",\n"BRK/B",\n"a b"\n]'))
+        assert rc == 1
+        assert "REJECTED" in text
+        assert "line 3: BRK/B: 'BRK/B' is Nasdaq notation; Yahoo writes 'BRK-B'" in text
+        assert "line 4: a b: illegal character ' '" in text
+        assert "--on-invalid skip" in text
+
+    def test_skip_mode_lists_skipped(self, tmp_path: Path) -> None:
+        """In skip mode the file is usable (0) and the skipped lines are listed."""
+        rc, text = self.run(write(tmp_path, "s.json", '[\n"AAPL",\n"BRK/B"\n]'), "skip")
+        assert rc == 0
+        assert "OK, 1 symbols" in text and "skipped 1 invalid entries" in text
+        assert "line 3: BRK/B" in text
+
+    def test_file_level_error(self, tmp_path: Path) -> None:
+        """An unusable file prints the reason and returns 1."""
+        rc, text = self.run(tmp_path / "missing.json")
+        assert rc == 1 and "not found" in text
+
+    def test_bad_mode(self, tmp_path: Path) -> None:
+        """An unknown --on-invalid value is reported and returns 1."""
+        rc, text = self.run(write(tmp_path, "s.json", '["AAPL"]'), "ignore")
+        assert rc == 1 and "'reject' or 'skip'" in text
+
+    def test_output_is_injection_safe(self, tmp_path: Path) -> None:
+        """Control characters in a bad symbol are escaped, one problem per printed line."""
+        rc, text = self.run(write(tmp_path, "s.json", '["AAPL", "A\\nB\\u001b[31m"]'))
+        assert rc == 1
+        assert "\x1b" not in text
+        assert "line 1: 'A\\nB\\x1b[31m'" in text
+
+
+class TestRepositorySymbolsJson:
+    def test_loads_cleanly(self) -> None:
+        """symbols.json holds exactly 5,000 unique valid symbols, BRK-B among them."""
+        u = load_symbols(SYMBOLS_JSON)
+        assert len(u.symbols) == 5000 == len(set(u.symbols))
+        assert u.skipped == ()
+        assert "BRK-B" in u.symbols and "BRK-A" in u.symbols
+        assert all(check_symbol(s) is None for s in u.symbols)
+        assert u.symbols[:2] == ("NVDA", "AAPL")
+
+    def test_one_object_per_line(self) -> None:
+        """Element i sits on line i+2, each an object with symbol, name, sector, exchange."""
+        lines = SYMBOLS_JSON.read_text(encoding="utf-8").splitlines()
+        assert lines[0] == "[" and lines[-1] == "]" and len(lines) == 5002
+        first = json.loads(lines[1].rstrip(","))
+        assert set(first) == {"symbol", "name", "sector", "exchange"}
+        brk = next(i for i, ln in enumerate(lines, 1) if '"symbol": "BRK-B"' in ln)
+        u = load_symbols(SYMBOLS_JSON)
+        assert u.symbols[brk - 2] == "BRK-B"
+        assert u.meta["BRK-B"].exchange == "NYSE"
+
+    def test_load_is_fast(self) -> None:
+        """Loading the 5,000-symbol file takes under 50 ms (best of five)."""
+        timings = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            load_symbols(SYMBOLS_JSON)
+            timings.append(time.perf_counter() - t0)
+        assert min(timings) < 0.050
+
+
+class TestMakeSymbols:
+    ROWS: ClassVar[list[dict[str, str]]] = [
+        {"symbol": "SMALL", "name": "Small", "sector": "", "exchange": "AMEX", "market_cap": "10"},
+        {
+            "symbol": "BRK/B",
+            "name": "Berkshire",
+            "sector": "",
+            "exchange": "NYSE",
+            "market_cap": "900",
+        },
+        {"symbol": "ZERO", "name": "Zero", "sector": "X", "exchange": "NYSE", "market_cap": ""},
+        {"symbol": "AAA", "name": "Tie A", "sector": "Y", "exchange": "NYSE", "market_cap": "50"},
+        {"symbol": "ABR^D", "name": "Arbor", "sector": "Z", "exchange": "NYSE", "market_cap": "50"},
+        {"symbol": "NOCAP", "name": "No cap", "sector": "", "exchange": "NYSE", "market_cap": "0"},
+    ]
+
+    def test_ranking(self, tool: ModuleType) -> None:
+        """Largest market cap first, ties broken by symbol, zero caps only when needed."""
+        pick: Callable[[list[dict[str, str]], int], list[dict[str, str]]] = tool.select_rows
+        assert [r["symbol"] for r in pick(self.ROWS, 4)] == ["BRK/B", "AAA", "ABR^D", "SMALL"]
+        assert [r["symbol"] for r in pick(self.ROWS, 6)][4:] == ["NOCAP", "ZERO"]
+
+    def test_render_loads_with_meta(self, tool: ModuleType, tmp_path: Path) -> None:
+        """The rendered file is Yahoo notation, one object per line, and loads cleanly."""
+        text = tool.render(tool.to_entries(tool.select_rows(self.ROWS, 4)))
+        p = write(tmp_path, "s.json", text)
+        u = load_symbols(p)
+        assert u.symbols == ("BRK-B", "AAA", "ABR-PD", "SMALL")
+        assert u.meta["BRK-B"] == SymbolMeta(name="Berkshire", exchange="NYSE")
+        assert text.splitlines()[3].startswith('{"symbol": "ABR-PD"')

@@ -1,0 +1,109 @@
+"""YahooPollSource's decisions, with a scripted client and a recording sink (no network).
+
+Fairness (failed first, then least recently fetched), a batch that exhausted its attempts on 429
+gets one more try at the end of the cycle (unless a storm), a batch failing for another reason is
+split to isolate the symbol that poisons it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from engine.errors import RateLimitedError, UpstreamError, UpstreamStatusError
+from engine.source.client import MalformedQuote, QuoteBatch
+from engine.worker import CycleStats, YahooPollSource
+
+
+class Client:
+    """Answers each batch with ``script(batch, call_no)``: an exception to raise, or None."""
+
+    def __init__(self, script: Callable[[Sequence[str], int], UpstreamError | None]) -> None:
+        self.script = script
+        self.calls: list[tuple[str, ...]] = []
+
+    async def fetch_quotes(self, symbols: Sequence[str]) -> QuoteBatch:
+        self.calls.append(tuple(symbols))
+        err = self.script(symbols, len(self.calls))
+        if err is not None:
+            raise err
+        return QuoteBatch([], [], list(symbols), attempts=1, latency_s=0.0)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.accepted: list[str] = []
+
+    async def accept(
+        self,
+        source: int,
+        cycle: int,
+        quotes: Sequence[Any],
+        malformed: Sequence[MalformedQuote],
+        stats: CycleStats,
+    ) -> None:
+        pass
+
+
+def _source(client: Client, batch_size: int = 2) -> YahooPollSource:
+    src = YahooPollSource(client, batch_size=batch_size, in_flight=1)  # type: ignore[arg-type]
+    return src
+
+
+SYMS = [f"S{i:02d}" for i in range(20)]
+
+
+async def test_order_is_failed_first_then_least_recently_fetched() -> None:
+    src = _source(Client(lambda b, n: None))
+    src.failed = {"S05"}
+    src.last_fetched = {"S00": 3.0, "S01": 1.0, "S02": 2.0}
+    assert src.order(["S00", "S01", "S02", "S05", "S09"])[:2] == ["S05", "S09"]
+    assert src.order(["S00", "S01", "S02"]) == ["S01", "S02", "S00"]
+
+
+async def test_rate_limited_batch_gets_a_second_try_at_the_end_of_the_cycle() -> None:
+    throttled = {"S04", "S05"}
+    tried: set[str] = set()
+
+    def script(batch: Sequence[str], n: int) -> UpstreamError | None:
+        if set(batch) == throttled and "first" not in tried:
+            tried.add("first")
+            return RateLimitedError()
+        return None
+
+    client = Client(script)
+    stats = CycleStats()
+    await _source(client).poll(SYMS, Sink(), 1, 0.0, stats)  # type: ignore[arg-type]
+    assert stats.failed == 0
+    assert stats.missing == len(SYMS)  # every symbol answered (our fake knows none)
+    assert client.calls[-1] == ("S04", "S05")  # the deferred batch went last
+    assert len(client.calls) == 11
+
+
+async def test_a_429_storm_is_left_for_the_next_cycle() -> None:
+    client = Client(lambda b, n: RateLimitedError())
+    stats = CycleStats()
+    src = _source(client)
+    await src.poll(SYMS, Sink(), 1, 0.0, stats)  # type: ignore[arg-type]
+    assert len(client.calls) == 10  # no second round into a storm
+    assert stats.failed == len(SYMS)
+    assert src.failed == set(SYMS)  # and they go first next cycle
+    assert src.order([*SYMS[:3], "X"])[-1] == "X"
+
+
+@pytest.mark.parametrize("poison", ["S00", "S07", "S19"])
+async def test_a_failing_batch_is_split_to_isolate_the_poison(poison: str) -> None:
+    def script(batch: Sequence[str], n: int) -> UpstreamError | None:
+        if poison in batch:
+            return UpstreamStatusError("boom", status=500)
+        return None
+
+    client = Client(script)
+    stats = CycleStats()
+    src = _source(client, batch_size=8)
+    await src.poll(SYMS, Sink(), 1, 0.0, stats)  # type: ignore[arg-type]
+    assert stats.failed == 1
+    assert src.failed == {poison}
+    assert stats.errors == {"UpstreamStatusError": 1}
