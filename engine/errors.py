@@ -10,15 +10,17 @@ class (the ``retryable`` class attribute), never by matching message text::
     ├── SymbolsError                bad symbols file (start-up: fatal; SIGHUP reload: old list kept)
     ├── UpstreamError               anything from Yahoo
     │   ├── UpstreamTransportError  connection refused/reset, timeout, DNS       (retryable)
-    │   ├── UpstreamStatusError     unexpected HTTP status; 5xx retryable, 4xx not
+    │   ├── UpstreamStatusError     unexpected 4xx HTTP status                     (not retryable)
+    │   │   ├── UpstreamServerError 5xx                                            (retryable)
     │   │   ├── RateLimitedError    429, or "Too Many Requests" text               (retryable)
-    │   │   └── UpstreamAuthError   401 / bad cookie or crumb -> refresh crumb once
+    │   │   └── UpstreamAuthError   401 / bad cookie or crumb -> refresh crumb once (retryable)
     │   ├── UpstreamPayloadError    HTML page, truncated or malformed JSON          (retryable)
     │   └── CircuitOpenError        the breaker refuses calls for a while
     ├── QuoteRejectedError          a single quote failed validation (carries the reason)
     ├── RingError                   shared-memory ring misuse (closed, record too large)
     ├── PublishError                NATS JetStream publish/ack failure             (retryable)
     ├── StoreError                  PostgreSQL failure                             (retryable)
+    │   └── StoreConfigError        credentials, unknown database, newer schema    (not retryable)
     └── CacheError                  Redis failure                                  (retryable)
 """
 
@@ -67,16 +69,34 @@ class UpstreamTransportError(UpstreamError):
 
 
 class UpstreamStatusError(UpstreamError):
-    """An HTTP status the client does not expect. 5xx are retryable, other 4xx are not."""
+    """An HTTP status the client does not expect (a 4xx): not retryable.
+
+    Use :func:`status_error` to pick the class that fits a status.
+    """
+
+    retryable = False
 
     def __init__(self, message: str, *, status: int, url: str | None = None) -> None:
         super().__init__(message, url=url)
         self.status = status
-        self.retryable = status >= 500
+
+
+class UpstreamServerError(UpstreamStatusError):
+    """Yahoo answered a 5xx: its trouble, retryable."""
+
+    retryable = True
+
+
+def status_error(message: str, *, status: int, url: str | None = None) -> UpstreamStatusError:
+    """The :class:`UpstreamStatusError` subclass for an unexpected HTTP ``status``."""
+    cls = UpstreamServerError if status >= 500 else UpstreamStatusError
+    return cls(message, status=status, url=url)
 
 
 class RateLimitedError(UpstreamStatusError):
     """Yahoo answered 429 (plain text, usually without Retry-After)."""
+
+    retryable = True
 
     def __init__(
         self,
@@ -87,15 +107,15 @@ class RateLimitedError(UpstreamStatusError):
     ) -> None:
         super().__init__(message, status=429, url=url)
         self.retry_after_s = retry_after_s
-        self.retryable = True
 
 
 class UpstreamAuthError(UpstreamStatusError):
     """401 with the finance.error envelope (Invalid Crumb / Invalid Cookie): refresh the crumb."""
 
+    retryable = True
+
     def __init__(self, message: str, *, url: str | None = None) -> None:
         super().__init__(message, status=401, url=url)
-        self.retryable = True
 
 
 class UpstreamPayloadError(UpstreamError):
@@ -132,6 +152,13 @@ class StoreError(IngestionError):
     """PostgreSQL write or query failed."""
 
     retryable = True
+
+
+class StoreConfigError(StoreError):
+    """PostgreSQL refused for a reason waiting cannot fix: wrong credentials, no such database,
+    a schema newer than this engine, bad schema files."""
+
+    retryable = False
 
 
 class CacheError(IngestionError):

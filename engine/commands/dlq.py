@@ -25,8 +25,8 @@ import msgspec
 import nats.js.errors
 
 from engine.config import Config
+from engine.deps.nats import connect as connect_nats
 from engine.quote import DlqMessage, Rules, YahooQuote, validate
-from engine.sinks.publisher import connect_nats
 
 _dec = msgspec.json.Decoder(DlqMessage)
 _enc = msgspec.json.Encoder()

@@ -15,7 +15,7 @@ not publish again either. A message counts as sent only once JetStream acknowled
 few attempts and the sync is retried later.
 
 The stream (``earnings.stream``, subject ``earnings.subject``) is created if missing, with file
-storage and ``earnings.max_age_s`` retention, through :func:`engine.sinks.publisher.ensure_stream`.
+storage and ``earnings.max_age_s`` retention, through :func:`engine.deps.nats.ensure_stream`.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ import msgspec
 import nats.errors
 
 from engine.config import EarningsSettings, NatsSettings
+from engine.deps.nats import connect as connect_nats
+from engine.deps.nats import ensure_stream
 from engine.earnings.source import EarningsEvent
 from engine.errors import PublishError
-from engine.sinks.publisher import connect_nats, ensure_stream
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ import msgspec
 
 from engine.config import PostgresSettings
 from engine.earnings.source import EarningsEvent, Timing
-from engine.errors import StoreError
+from engine.errors import StoreConfigError, StoreError
 from engine.sinks.migrations import (
     MIGRATIONS_TABLE,
     SCHEMA_DIR,
@@ -99,12 +99,10 @@ async def migrate_earnings(
             )
             current = 0
         if current > latest:
-            err = StoreError(
+            raise StoreConfigError(
                 f"table {table} is at schema version {current}, newer than this engine knows "
                 f"({latest}); upgrade ingestion-agent"
             )
-            err.retryable = False
-            raise err
         applied: list[int] = []
         for mig in migrations[current:]:
             await conn.execute(render(mig.sql("native"), names))

@@ -51,6 +51,9 @@ from prometheus_client.exposition import choose_encoder
 
 from engine import __version__
 from engine.config import Config, NatsSettings, PostgresSettings, RedisSettings
+from engine.deps import nats as nats_dep
+from engine.deps import postgres as postgres_dep
+from engine.deps import redis as redis_dep
 from engine.errors import ConfigError
 from engine.observe import metrics as m
 from engine.observe.quality import Level, QualitySnapshot
@@ -163,24 +166,7 @@ def nats_check(settings: NatsSettings) -> Check:
     """Connect (no reconnects), one round trip, JetStream account info, close."""
 
     async def check(timeout_s: float) -> None:
-        import nats
-
-        async def quiet(exc: Exception) -> None:
-            return None
-
-        nc = await nats.connect(
-            servers=[settings.url.reveal()],
-            connect_timeout=timeout_s,
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            error_cb=quiet,
-            name=f"ingestion-readyz-{os.getpid()}",
-        )
-        try:
-            await nc.flush(timeout=max(1, math.ceil(timeout_s)))
-            await nc.jetstream(timeout=timeout_s).account_info()
-        finally:
-            await nc.close()
+        await nats_dep.probe(settings, timeout_s)
 
     return check
 
@@ -189,11 +175,11 @@ def postgres_check(settings: PostgresSettings) -> Check:
     """Connect, ``SELECT 1``, close."""
 
     async def check(timeout_s: float) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(settings.dsn.reveal(), timeout=timeout_s)
+        conn = await asyncio.wait_for(
+            postgres_dep.connect(settings, purpose="readyz"), timeout=timeout_s
+        )
         try:
-            await conn.fetchval("SELECT 1", timeout=timeout_s)
+            await postgres_dep.ping(conn, timeout_s)
         finally:
             await conn.close(timeout=timeout_s)
 
@@ -204,19 +190,9 @@ def redis_check(settings: RedisSettings) -> Check:
     """Connect, ``PING``, close."""
 
     async def check(timeout_s: float) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        client = aioredis.Redis.from_url(
-            settings.url.reveal(),
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        client = redis_dep.client(settings, timeout_s=timeout_s)
         try:
-            await client.ping()
+            await redis_dep.ping(client)
         finally:
             await client.aclose()
 

@@ -183,6 +183,11 @@ class _Metrics:
         self.child_restarts = counter(
             "child_restarts", "Child processes restarted after dying, by kind.", ("kind",)
         )
+        self.task_failures = counter(
+            "task_failures",
+            "Supervised long-lived tasks that failed, by owner:task (engine.runtime.tasks).",
+            ("task",),
+        )
         # -- fetch (workers, per batch request) -----------------------------------------------
         self.fetch_requests = counter(
             "fetch_requests", "Yahoo quote batch requests finished (after retries)."
@@ -530,6 +535,11 @@ ChildKind = Literal["worker", "publisher", "earnings"]
 def record_child_restart(kind: ChildKind) -> None:
     """Supervisor, when it respawns a child that died (``_on_exit``)."""
     _m().child_restarts.labels(kind=kind).inc()
+
+
+def record_task_failure(task: str) -> None:
+    """A supervised task (``owner:name``, a bounded set) failed (engine.runtime.tasks)."""
+    _m().task_failures.labels(task=task).inc()
 
 
 # ------------------------------------------------------------------------------------ fetch

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from engine.errors import StoreError
+from engine.errors import StoreConfigError, StoreError
 from engine.sinks.partitions import (
     PartitionPlan,
     check_table_name,
@@ -394,13 +394,11 @@ async def maintain_partitions(
     return plan
 
 
-def _newer_schema_error(table: str, current: int, latest: int) -> StoreError:
-    err = StoreError(
+def _newer_schema_error(table: str, current: int, latest: int) -> StoreConfigError:
+    return StoreConfigError(
         f"table {table} is at schema version {current}, newer than this engine knows "
         f"({latest}); upgrade ingestion-agent before writing to it"
     )
-    err.retryable = False
-    return err
 
 
 def ident(table: str) -> str:

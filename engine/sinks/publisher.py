@@ -36,9 +36,10 @@ import msgspec
 import nats
 import nats.errors
 import nats.js.errors
-from nats.js.api import StorageType, StreamConfig
 
 from engine.config import Config, NatsSettings
+from engine.deps.nats import connect as connect_nats
+from engine.deps.nats import ensure_stream
 from engine.errors import PublishError, StoreError
 from engine.observe import logs, metrics
 from engine.records import OutMessage, encode_dlq, to_messages, unpublishable
@@ -214,86 +215,6 @@ def _permanent(exc: BaseException) -> bool:
 def _describe(exc: BaseException) -> str:
     desc = getattr(exc, "description", None) or str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {desc}"[:200]
-
-
-async def connect_nats(
-    settings: NatsSettings, *, attempts: int | None = None, closing: asyncio.Event | None = None
-) -> Any:
-    """Connect with reconnects enabled; retry the first connect (``attempts`` None = forever).
-
-    ``closing`` set by the owner before it drains keeps the normal close out of the warnings.
-    """
-    closing = closing or asyncio.Event()
-
-    async def on_error(exc: Exception) -> None:
-        log.debug("nats_error", extra={"error": type(exc).__name__})
-
-    async def on_disconnect() -> None:
-        if not closing.is_set():
-            log.warning("nats_disconnected")
-
-    async def on_reconnect() -> None:
-        log.info("nats_reconnected")
-
-    n = 0
-    while True:
-        n += 1
-        try:
-            return await nats.connect(
-                servers=[settings.url.reveal()],
-                name=f"ingestion-agent-{os.getpid()}",
-                connect_timeout=settings.connect_timeout_s,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                error_cb=on_error,
-                disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect,
-            )
-        except (nats.errors.Error, OSError, TimeoutError) as exc:
-            log.warning(
-                "nats_connect_failed",
-                extra={
-                    "url": settings.url.redacted(),
-                    "attempt": n,
-                    "error": type(exc).__name__,
-                },
-            )
-            if attempts is not None and n >= attempts:
-                raise PublishError(
-                    f"cannot connect to NATS at {settings.url.redacted()} after {n} attempts: "
-                    "is nats-server running with JetStream (-js)? check nats.url"
-                ) from exc
-            await asyncio.sleep(min(5.0, 0.25 * 2 ** min(n, 5)))
-
-
-async def ensure_stream(js: Any, name: str, subject: str, s: NatsSettings) -> None:
-    """Create the stream, or widen an existing one to include ``subject``."""
-    cfg = StreamConfig(
-        name=name,
-        subjects=[subject],
-        storage=StorageType.FILE,
-        duplicate_window=s.duplicate_window_s,
-        max_age=s.max_age_s,
-    )
-    try:
-        info = await js.stream_info(name)
-    except nats.js.errors.NotFoundError:
-        try:
-            await js.add_stream(cfg)
-        except nats.js.errors.BadRequestError as exc:
-            raise PublishError(
-                f"cannot create stream {name} on {subject}: {exc.description}; "
-                "another stream may already own the subject"
-            ) from exc
-        log.info("stream_created", extra={"stream": name, "subject": subject})
-        return
-    current = info.config
-    if subject not in (current.subjects or []) or current.duplicate_window != s.duplicate_window_s:
-        current.subjects = sorted({*(current.subjects or []), subject})
-        current.duplicate_window = s.duplicate_window_s
-        await js.update_stream(current)
-        log.info("stream_updated", extra={"stream": name, "subject": subject})
 
 
 class Publisher:

@@ -37,7 +37,7 @@ Start-up
     ``connect_backoff_s``) to connect and migrate; if the database stays unreachable it logs one
     clear ERROR and runs without it, buffering, while the writer keeps trying in the background.
     Configuration mistakes (bad password, unknown database, a schema newer than this engine)
-    raise :class:`~engine.errors.StoreError` with ``retryable = False`` instead.
+    raise :class:`~engine.errors.StoreConfigError` (not retryable) instead.
 
 Partitions
     In ``native`` mode the store runs partition maintenance at start-up and every
@@ -70,7 +70,7 @@ import msgspec
 from asyncpg.exceptions import _base as asyncpg_base
 
 from engine.config import PostgresSettings
-from engine.errors import StoreError
+from engine.errors import StoreConfigError, StoreError
 from engine.quote import Quote
 from engine.sinks import partitions as parts
 from engine.sinks.migrations import (
@@ -236,10 +236,8 @@ def _backoff(base_s: float, attempt: int) -> float:
 
 
 def _translate(exc: BaseException, what: str) -> StoreError:
-    err = StoreError(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
-    if isinstance(exc, _FATAL_CONNECT):
-        err.retryable = False
-    return err
+    cls = StoreConfigError if isinstance(exc, _FATAL_CONNECT) else StoreError
+    return cls(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
 
 
 # -- spill files ---------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from engine.errors import (
     UpstreamAuthError,
     UpstreamError,
     UpstreamPayloadError,
-    UpstreamStatusError,
+    status_error,
 )
 from engine.observe import metrics
 from engine.quote import YahooQuote
@@ -155,7 +155,7 @@ def raise_for_response(resp: HttpResponse) -> None:
     if resp.status == 401:
         raise UpstreamAuthError(f"Yahoo refused the request: {_error_text(resp)}", url=url)
     if resp.status != 200:
-        raise UpstreamStatusError(
+        raise status_error(
             f"Yahoo answered HTTP {resp.status}: {_error_text(resp)}", status=resp.status, url=url
         )
     head = resp.body[:256].lstrip()

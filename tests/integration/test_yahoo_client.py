@@ -12,7 +12,7 @@ from engine.errors import (
     RateLimitedError,
     UpstreamAuthError,
     UpstreamPayloadError,
-    UpstreamStatusError,
+    UpstreamServerError,
     UpstreamTransportError,
 )
 from engine.source.client import YahooClient
@@ -90,7 +90,7 @@ class TestFailures:
     @pytest.mark.parametrize(
         ("knob", "error"),
         [
-            ("fault_5xx", UpstreamStatusError),
+            ("fault_5xx", UpstreamServerError),
             ("fault_reset", UpstreamTransportError),
             ("fault_truncate", UpstreamPayloadError),
             ("fault_html", UpstreamPayloadError),

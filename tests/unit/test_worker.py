@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine.errors import RateLimitedError, UpstreamError, UpstreamStatusError
+from engine.errors import RateLimitedError, UpstreamError, UpstreamServerError
 from engine.source.client import MalformedQuote, QuoteBatch
 from engine.worker import CycleStats, YahooPollSource
 
@@ -97,7 +97,7 @@ async def test_a_429_storm_is_left_for_the_next_cycle() -> None:
 async def test_a_failing_batch_is_split_to_isolate_the_poison(poison: str) -> None:
     def script(batch: Sequence[str], n: int) -> UpstreamError | None:
         if poison in batch:
-            return UpstreamStatusError("boom", status=500)
+            return UpstreamServerError("boom", status=500)
         return None
 
     client = Client(script)
@@ -106,4 +106,4 @@ async def test_a_failing_batch_is_split_to_isolate_the_poison(poison: str) -> No
     await src.poll(SYMS, Sink(), 1, 0.0, stats)  # type: ignore[arg-type]
     assert stats.failed == 1
     assert src.failed == {poison}
-    assert stats.errors == {"UpstreamStatusError": 1}
+    assert stats.errors == {"UpstreamServerError": 1}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from engine.retry import full_jitter
 from engine.runtime.schedule import next_start, spread_window
 
 
@@ -35,28 +34,6 @@ class TestNextStart:
     def test_spread_window(self) -> None:
         """Spreading uses 90% of the interval; at-once uses none."""
         assert spread_window(10, True) == 9.0 and spread_window(10, False) == 0.0
-
-
-class TestFullJitter:
-    def test_bounds_grow_exponentially_and_cap(self) -> None:
-        """The ceiling doubles per attempt up to the cap."""
-        one = lambda: 1.0  # noqa: E731
-        assert [full_jitter(a, base_s=0.5, cap_s=3.0, rand=one) for a in range(5)] == [
-            0.5, 1.0, 2.0, 3.0, 3.0,
-        ]  # fmt: skip
-
-    def test_jitter_uses_random_fraction(self) -> None:
-        """The delay is the random fraction of the ceiling (full jitter)."""
-        assert full_jitter(2, base_s=1.0, cap_s=100, rand=lambda: 0.25) == 1.0
-
-    def test_retry_after_is_a_floor(self) -> None:
-        """A server's Retry-After is honoured even above the cap."""
-        assert full_jitter(0, base_s=1, cap_s=2, rand=lambda: 0.0, retry_after_s=30) == 30
-
-    def test_negative_attempt(self) -> None:
-        """Attempts count from zero."""
-        with pytest.raises(ValueError):
-            full_jitter(-1, base_s=1, cap_s=1, rand=lambda: 0.5)
 
 
 class TestFailureRateWindow:

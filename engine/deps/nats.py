@@ -1,0 +1,161 @@
+"""NATS (nats-py): connect, ping, the stream declaration, and error translation into
+:class:`PublishError`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js.api import StorageType, StreamConfig
+
+from engine.config import NatsSettings
+from engine.errors import PublishError
+from engine.retry import backoff_s
+
+log = logging.getLogger(__name__)
+
+CONNECT_ATTEMPT_FACTOR: Final = 2.0
+"""One connect attempt may take this many ``nats.connect_timeout_s`` (TCP connect + handshake)."""
+
+ERRORS: Final = (nats.errors.Error, OSError, TimeoutError)
+"""Everything nats-py raises for a failed connection, request or publish."""
+
+
+@contextmanager
+def translate(what: str) -> Iterator[None]:
+    """Turn nats-py and socket errors raised inside into :class:`PublishError` (``from`` them)."""
+    try:
+        yield
+    except PublishError:
+        raise
+    except ERRORS as exc:
+        raise PublishError(f"{what}: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+async def ping(nc: Any, timeout_s: float) -> None:
+    """One round trip and JetStream's account info: the server and JetStream both answer."""
+    with translate("NATS did not answer"):
+        await nc.flush(timeout=max(1, math.ceil(timeout_s)))
+        await nc.jetstream(timeout=timeout_s).account_info()
+
+
+async def probe(settings: NatsSettings, timeout_s: float) -> None:
+    """Connect once (no reconnects), :func:`ping`, close: for health checks and pre-flight."""
+
+    async def quiet(exc: Exception) -> None:
+        return None
+
+    with translate(f"cannot connect to NATS at {settings.url.redacted()}"):
+        # nats-py loops on a refused first connect even without reconnects: bound it
+        nc = await asyncio.wait_for(
+            nats.connect(
+                servers=[settings.url.reveal()],
+                connect_timeout=timeout_s,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                error_cb=quiet,
+                name=f"ingestion-probe-{os.getpid()}",
+            ),
+            timeout=timeout_s,
+        )
+    try:
+        await ping(nc, timeout_s)
+    finally:
+        await nc.close()
+
+
+async def connect(
+    settings: NatsSettings, *, attempts: int | None = None, closing: asyncio.Event | None = None
+) -> Any:
+    """Connect with reconnects enabled; retry the first connect (``attempts`` None = forever).
+
+    ``closing`` set by the owner before it drains keeps the normal close out of the warnings.
+    """
+    closing = closing or asyncio.Event()
+    seen: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        seen.append(exc)
+        log.debug("nats_error", extra={"error": type(exc).__name__})
+
+    async def on_disconnect() -> None:
+        if not closing.is_set():
+            log.warning("nats_disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats_reconnected")
+
+    n = 0
+    while True:
+        n += 1
+        seen.clear()
+        try:
+            # nats-py retries a first connect forever when reconnects are allowed: bound it, so
+            # an attempt that cannot reach the server fails (and is logged) like any other
+            return await asyncio.wait_for(
+                nats.connect(
+                    servers=[settings.url.reveal()],
+                    name=f"ingestion-agent-{os.getpid()}",
+                    connect_timeout=settings.connect_timeout_s,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnect,
+                    reconnected_cb=on_reconnect,
+                ),
+                timeout=CONNECT_ATTEMPT_FACTOR * settings.connect_timeout_s,
+            )
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            cause = seen[-1] if isinstance(exc, TimeoutError) and seen else exc
+            log.warning(
+                "nats_connect_failed",
+                extra={
+                    "url": settings.url.redacted(),
+                    "attempt": n,
+                    "error": type(cause).__name__,
+                },
+            )
+            if attempts is not None and n >= attempts:
+                raise PublishError(
+                    f"cannot connect to NATS at {settings.url.redacted()} after {n} attempts: "
+                    "is nats-server running with JetStream (-js)? check nats.url"
+                ) from exc
+            await asyncio.sleep(backoff_s(min(n, 5), base_s=0.25, cap_s=5.0, jitter=0.0))
+
+
+async def ensure_stream(js: Any, name: str, subject: str, s: NatsSettings) -> None:
+    """Create the stream, or widen an existing one to include ``subject``."""
+    cfg = StreamConfig(
+        name=name,
+        subjects=[subject],
+        storage=StorageType.FILE,
+        duplicate_window=s.duplicate_window_s,
+        max_age=s.max_age_s,
+    )
+    try:
+        info = await js.stream_info(name)
+    except nats.js.errors.NotFoundError:
+        try:
+            await js.add_stream(cfg)
+        except nats.js.errors.BadRequestError as exc:
+            raise PublishError(
+                f"cannot create stream {name} on {subject}: {exc.description}; "
+                "another stream may already own the subject"
+            ) from exc
+        log.info("stream_created", extra={"stream": name, "subject": subject})
+        return
+    current = info.config
+    if subject not in (current.subjects or []) or current.duplicate_window != s.duplicate_window_s:
+        current.subjects = sorted({*(current.subjects or []), subject})
+        current.duplicate_window = s.duplicate_window_s
+        await js.update_stream(current)
+        log.info("stream_updated", extra={"stream": name, "subject": subject})

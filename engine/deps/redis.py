@@ -1,0 +1,52 @@
+"""Redis (redis-py asyncio): the client, ping, and error translation into :class:`CacheError`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from engine.config import RedisSettings
+from engine.errors import CacheError
+
+ERRORS: Final = (RedisError, OSError, TimeoutError)
+"""Everything redis-py raises for a failed connection or command."""
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+@contextmanager
+def translate(what: str) -> Iterator[None]:
+    """Turn redis-py and socket errors raised inside into :class:`CacheError` (``from`` them)."""
+    try:
+        yield
+    except CacheError:
+        raise
+    except ERRORS as exc:
+        raise CacheError(f"{what}: {describe(exc)}") from exc
+
+
+def client(settings: RedisSettings, *, timeout_s: float | None = None) -> aioredis.Redis:
+    """A client that fails fast: socket timeouts, no hidden retries (callers own their retry)."""
+    t = settings.timeout_s if timeout_s is None else timeout_s
+    return aioredis.Redis.from_url(
+        settings.url.reveal(),
+        socket_timeout=t,
+        socket_connect_timeout=t,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+        decode_responses=False,
+    )
+
+
+async def ping(redis: aioredis.Redis) -> None:
+    """``PING``; :class:`CacheError` if Redis does not answer."""
+    with translate("Redis did not answer PING"):
+        await redis.ping()
