@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.procstat import cpu_s, hwm_kb, tree_pids  # noqa: E402
-from tests.support import EmulatorProcess, EngineProcess, delete_streams  # noqa: E402
+from testkit import EmulatorProcess, EngineProcess, delete_streams  # noqa: E402
 
 NATS_URL = os.environ.get("INGEST_NATS__URL", "nats://127.0.0.1:4222")
 

@@ -70,7 +70,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.sinks.partitions import quote_ident  # noqa: E402
-from tests.support import EmulatorProcess, EngineProcess, delete_streams  # noqa: E402
+from testkit import EmulatorProcess, EngineProcess, delete_streams  # noqa: E402
 
 NATS_URL = os.environ.get("BENCH_NATS_URL", "nats://127.0.0.1:4222")
 PG_DSN = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")

@@ -135,7 +135,7 @@ def steady(env: dict[str, str], out: Path, cycles: int, interval_s: float) -> st
     after ``cycles`` more: the .prof files hold ``cycles`` steady cycles (plus the drain)."""
     import cycle
 
-    from tests.support import EngineProcess
+    from testkit import EngineProcess
 
     class Profiled(EngineProcess):
         def __enter__(self) -> Profiled:
@@ -208,7 +208,7 @@ def main() -> None:
 
     import cycle
 
-    from tests.support import EmulatorProcess, delete_streams
+    from testkit import EmulatorProcess, delete_streams
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

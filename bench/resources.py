@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.procstat import cpu_s, hwm_kb, tree_pids  # noqa: E402
-from tests.support import EmulatorProcess, EngineProcess, delete_streams, free_port  # noqa: E402
+from testkit import EmulatorProcess, EngineProcess, delete_streams, free_port  # noqa: E402
 
 NATS_URL = os.environ.get("IA_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 PG_DSN = os.environ.get("IA_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")

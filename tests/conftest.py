@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import EmulatorProcess, delete_streams
+from testkit import ROOT, EmulatorProcess, delete_streams
 
-ROOT = Path(__file__).resolve().parents[1]
 NATS_URL = os.environ.get("IA_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 

@@ -42,8 +42,7 @@ import redis
 
 from engine.observe.quality import sector_labels
 from engine.source.symbols import Universe, load_symbols
-from tests.conftest import NATS_URL
-from tests.support import (
+from testkit import (
     ROOT,
     EmulatorProcess,
     EngineProcess,
@@ -51,6 +50,7 @@ from tests.support import (
     delete_streams,
     free_port,
 )
+from tests.conftest import NATS_URL
 
 DSN: Final = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL: Final = "redis://127.0.0.1:6379/0"

@@ -23,7 +23,7 @@ from engine.config import RedisSettings, Secret
 from engine.errors import CacheError, ConfigError
 from engine.quote import Quote, QuoteMessage
 from engine.sinks.cache import QuoteCache, cache_key, newest_per_symbol
-from tests.support import OwnRedis, free_port
+from testkit import OwnRedis, free_port
 
 URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NOW = int(time.time())

@@ -27,8 +27,8 @@ import orjson
 import pytest
 import redis
 
+from testkit import EmulatorProcess, EngineProcess, free_port, stream_messages
 from tests.conftest import NATS_URL
-from tests.support import EmulatorProcess, EngineProcess, free_port, stream_messages
 from tests.unit.test_container_files import (
     dockerfile_env,
     dockerfile_instructions,

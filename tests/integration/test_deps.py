@@ -11,7 +11,7 @@ from engine.deps import nats as nats_dep
 from engine.deps import postgres as postgres_dep
 from engine.deps import redis as redis_dep
 from engine.errors import CacheError, PublishError, StoreConfigError, StoreError
-from tests.support import free_port
+from testkit import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -9,9 +9,9 @@ import nats
 import pytest
 from nats.js.api import StorageType, StreamConfig
 
+from testkit import EmulatorProcess, stream_messages
 from tests.conftest import NATS_URL, run_cli
 from tests.integration.test_engine_cycle import _env
-from tests.support import EmulatorProcess, stream_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 

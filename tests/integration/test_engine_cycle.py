@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from testkit import EmulatorProcess, EngineProcess, stream_messages, wait_for
 from tests.conftest import NATS_URL, run_cli
-from tests.support import EmulatorProcess, EngineProcess, stream_messages, wait_for
 
 pytestmark = [pytest.mark.integration]
 

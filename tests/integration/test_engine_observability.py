@@ -26,8 +26,8 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from testkit import EngineProcess, delete_streams, free_port, wait_for
 from tests.conftest import NATS_URL, run_cli
-from tests.support import EngineProcess, delete_streams, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 import redis
 
+from testkit import EmulatorProcess, EngineProcess, OwnRedis, stream_messages
 from tests.conftest import NATS_URL
 from tests.integration.test_engine_cycle import _env
 from tests.integration.test_store import drop_table
-from tests.support import EmulatorProcess, EngineProcess, OwnRedis, stream_messages
 
 pytestmark = [pytest.mark.integration]
 

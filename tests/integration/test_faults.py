@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from testkit import EmulatorProcess, EngineProcess, OwnNats, stream_messages, wait_for
 from tests.integration.test_engine_cycle import _env
 from tests.integration.test_engine_storage import REDIS_URL, _rows, _storage_env, table
-from tests.support import EmulatorProcess, EngineProcess, OwnNats, stream_messages, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 __all__ = ["table"]  # the fixture, imported for these tests

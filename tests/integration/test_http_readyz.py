@@ -29,7 +29,8 @@ from engine.config import (
 )
 from engine.observe import metrics
 from engine.observe.http import HttpServer
-from tests.integration.test_http_support import FakeSource, free_port, wait_port
+from testkit import free_port, wait_port
+from tests.integration.test_http_support import FakeSource
 
 pytestmark = pytest.mark.integration
 

@@ -1,8 +1,7 @@
 """Shared helpers (no tests here) for the observability tests: a StatusSource with
-representative data, a recorder that exercises every function of engine.observe.metrics, spare
-ports,
-and the engine's HTTP endpoint served from a background thread (for external scrapers:
-Prometheus, Chromium)."""
+representative data, a recorder that exercises every function of engine.observe.metrics, and the
+engine's HTTP endpoint served from a background thread (for external scrapers: Prometheus,
+Chromium). Spare ports and waiting for them: :mod:`testkit.net`."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -28,23 +26,7 @@ from engine.observe.http import Check, HttpServer, RateView
 from engine.observe.quality import QualitySnapshot, QualityTracker
 from engine.source.symbols import load_symbols
 from engine.supervisor import CycleSummary
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+from testkit import ROOT
 
 
 def summary(cycle: int, *, failed: int = 0, seconds: float = 1.2) -> CycleSummary:

@@ -30,12 +30,12 @@ from jsonschema import FormatChecker
 from jsonschema.validators import validator_for
 from nats.js.api import StorageType, StreamConfig
 
+from testkit import EmulatorProcess, stream_messages
 from tests.conftest import NATS_URL, run_cli
 from tests.integration.test_earnings_sync import SLOT, TODAY, Env, env  # noqa: F401
 from tests.integration.test_engine_cycle import _env, summary
 from tests.integration.test_engine_storage import DSN, REDIS_URL
 from tests.integration.test_store import drop_table
-from tests.support import EmulatorProcess, stream_messages
 
 pytestmark = [pytest.mark.integration]
 

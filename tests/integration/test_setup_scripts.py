@@ -13,7 +13,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -22,6 +21,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from testkit import delete_streams, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "ensure_services.py"
@@ -38,13 +39,6 @@ def _load() -> ModuleType:
 
 
 es = _load()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def command_lines() -> list[str]:
@@ -436,8 +430,6 @@ def demo_env(uid: str, **extra: str) -> dict[str, str]:
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[str, Path, list[subprocess.Popen[bytes]]]]:
     """A unique id, the demo's output file, and the started demo processes (killed at the end)."""
-    from tests.support import delete_streams
-
     uid = uuid.uuid4().hex[:8]
     procs: list[subprocess.Popen[bytes]] = []
     yield uid, tmp_path / "demo.out", procs

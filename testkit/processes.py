@@ -1,25 +1,21 @@
-"""Helpers for integration tests: emulator subprocess, JetStream inspection."""
+"""The bundled Yahoo emulator and the engine as subprocesses (context managers)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Sequence
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import nats
-import nats.js.errors
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
+"""The repository's root directory (the subprocesses' working directory)."""
 
 
 class EmulatorProcess:
@@ -85,14 +81,11 @@ class EmulatorProcess:
                 self.proc.stdout.close()
 
     def stats(self) -> dict[str, Any]:
-        import urllib.request
-
         with urllib.request.urlopen(self.url + "/_emulator/stats", timeout=5) as r:
-            return orjson.loads(r.read())
+            stats: dict[str, Any] = orjson.loads(r.read())
+            return stats
 
     def configure(self, **patch: Any) -> dict[str, Any]:
-        import urllib.request
-
         req = urllib.request.Request(
             self.url + "/_emulator/config",
             data=orjson.dumps(patch),
@@ -100,50 +93,8 @@ class EmulatorProcess:
             method="POST",
         )
         with urllib.request.urlopen(req, timeout=5) as r:
-            return orjson.loads(r.read())
-
-
-async def _stream_messages(url: str, stream: str) -> list[tuple[dict[str, Any], dict[str, str]]]:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        try:
-            info = await js.stream_info(stream)
-        except nats.js.errors.NotFoundError:
-            return []
-        out = []
-        first, last = info.state.first_seq, info.state.last_seq
-        if info.state.messages == 0:
-            return []
-        for seq in range(first, last + 1):
-            try:
-                m = await js.get_msg(stream, seq)
-            except nats.js.errors.NotFoundError:
-                continue
-            out.append((orjson.loads(m.data or b"{}"), dict(m.headers or {})))
-        return out
-    finally:
-        await nc.close()
-
-
-def stream_messages(url: str, stream: str) -> list[tuple[dict[str, Any], dict[str, str]]]:
-    """Every message stored in ``stream``: (decoded JSON payload, headers)."""
-    return asyncio.run(_stream_messages(url, stream))
-
-
-async def _delete(url: str, streams: Sequence[str]) -> None:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        for s in streams:
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_stream(s)
-    finally:
-        await nc.close()
-
-
-def delete_streams(url: str, streams: Sequence[str]) -> None:
-    asyncio.run(_delete(url, streams))
+            config: dict[str, Any] = orjson.loads(r.read())
+            return config
 
 
 class EngineProcess:
@@ -225,101 +176,3 @@ class EngineProcess:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 30, every: float = 0.02) -> None:
-    """Poll ``cond`` (a state we cannot subscribe to, e.g. another process's counters)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(every)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OwnRedis:
-    """A private redis-server on a spare port that a test can kill and start again."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", "/tmp"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
-            ):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.02)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
-
-
-class OwnNats:
-    """A private ``nats-server -js`` on a spare port with its own store; kill and start again."""
-
-    def __init__(self, store_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.store_dir = store_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "nats-server",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-js",
-                "-sd",
-                str(self.store_dir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.2),
-            ):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError("nats-server did not start")
-            time.sleep(0.02)
-
-    def kill(self) -> None:
-        """Stop the server (SIGTERM: JetStream flushes what it acknowledged; a SIGKILL can lose
-        acknowledged writes still in nats-server's buffers, which no client can prevent)."""
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-            self.proc = None
