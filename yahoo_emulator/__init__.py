@@ -24,12 +24,14 @@ or the ``yahoo-emulator`` console script (:mod:`yahoo_emulator.cli`).
 Modules: :mod:`.config` knobs, :mod:`.universe` reference data, :mod:`.market` clock and walks,
 :mod:`.auth` cookie/crumb, :mod:`.quotes` v7 quote, :mod:`.chart` v8 chart, :mod:`.faults`
 rate limiting and fault injection, :mod:`.stats` counters and access log, :mod:`.control`
-``/_emulator/*``, :mod:`.app` state and routing, :mod:`.server` runners, :mod:`.cli`.
+``/_emulator/*``, :mod:`.state` the emulator's state, :mod:`.app` routing and the edge
+middleware, :mod:`.server` runners, :mod:`.cli`.
 """
 
-from yahoo_emulator.app import Emulator, build_app
+from yahoo_emulator.app import build_app
 from yahoo_emulator.config import ConfigPatchError, EmulatorConfig, patch_config
 from yahoo_emulator.server import EmulatorThread, RunningEmulator, serve_emulator
+from yahoo_emulator.state import Emulator
 
 __all__ = [
     "ConfigPatchError",

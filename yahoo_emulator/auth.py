@@ -36,7 +36,7 @@ from yahoo_emulator.responses import (
 )
 
 if TYPE_CHECKING:
-    from yahoo_emulator.app import Emulator
+    from yahoo_emulator.state import Emulator
 
 COOKIE_NAME: Final = "A3"
 COOKIE_MAX_AGE: Final = 31_536_000

@@ -40,7 +40,7 @@ from yahoo_emulator.responses import CACHE_CHART, N_SYMBOLS, OP_CHART, error_res
 from yahoo_emulator.universe import TRADING_SECONDS
 
 if TYPE_CHECKING:
-    from yahoo_emulator.app import Emulator
+    from yahoo_emulator.state import Emulator
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

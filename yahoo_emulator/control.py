@@ -20,7 +20,7 @@ from aiohttp import web
 from yahoo_emulator.config import ConfigPatchError, config_to_dict
 
 if TYPE_CHECKING:
-    from yahoo_emulator.app import Emulator
+    from yahoo_emulator.state import Emulator
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

@@ -49,7 +49,7 @@ from yahoo_emulator.responses import (
 from yahoo_emulator.rng import stable_hash
 
 if TYPE_CHECKING:
-    from yahoo_emulator.app import Emulator
+    from yahoo_emulator.state import Emulator
 
 F64 = npt.NDArray[np.float64]
 

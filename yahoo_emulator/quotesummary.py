@@ -61,7 +61,7 @@ from yahoo_emulator.responses import (
 )
 
 if TYPE_CHECKING:
-    from yahoo_emulator.app import Emulator
+    from yahoo_emulator.state import Emulator
 
 OP_FUNDAMENTALS: Final = "finance-company-fundamentals-api--mtls-production-emu.finance-k8s:4080/*"
 OP_TIMESERIES: Final = "finance-fundamentals-timeseries--mtls-production-emu.finance-k8s:4080/*"

@@ -21,8 +21,9 @@ from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
-from yahoo_emulator.app import Clock, Emulator, build_app
+from yahoo_emulator.app import build_app
 from yahoo_emulator.config import EmulatorConfig
+from yahoo_emulator.state import Clock, Emulator
 from yahoo_emulator.universe import Universe
 
 T = TypeVar("T")

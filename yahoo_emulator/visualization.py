@@ -39,7 +39,7 @@ from yahoo_emulator.market import ny_date
 from yahoo_emulator.responses import CACHE_QUOTE, error_response, json_response, unauthorized
 
 if TYPE_CHECKING:
-    from yahoo_emulator.app import Emulator
+    from yahoo_emulator.state import Emulator
 
 OP_SCREENERS: Final = "finance-screeners--mtls-production-emu.finance-k8s:4080/*"
 

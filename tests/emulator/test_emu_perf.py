@@ -7,8 +7,8 @@ import time
 import pytest
 
 from tests.emulator.conftest import MakeEmu
-from yahoo_emulator.app import Emulator
 from yahoo_emulator.config import EmulatorConfig
+from yahoo_emulator.state import Emulator
 
 ENGINE_FIELDS = (
     "symbol,regularMarketPrice,regularMarketTime,regularMarketVolume,"
