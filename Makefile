@@ -1,8 +1,10 @@
 # IngestionAgent developer entry points; `make help` lists them.
 #
-# Everything runs from the repo-root virtualenv .venv (made by `make setup`); the services
-# (NATS with JetStream, PostgreSQL, Redis) are the ones config.toml and the INGEST_* environment
-# name, started locally on loopback by `make services` when they do not answer.
+# Everything runs from the repo-root virtualenv .venv; the services (NATS with JetStream,
+# PostgreSQL, Redis) are the ones config.toml and the INGEST_* environment name, started locally
+# on loopback when they do not answer. `make setup` does all the set-up (.venv, the services and
+# the tests' database); `make test` only runs pytest, which stops at once, naming the service,
+# when integration tests are selected and a service does not answer.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -25,38 +27,41 @@ export TEST_POSTGRES_DSN
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-m "not slow" -x'
 PYTEST_ARGS ?=
 
-.PHONY: help setup services demo demo-once live test lint bench clean distclean
+.PHONY: help setup venv services demo demo-once live test lint bench clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: ## create .venv and install the package + dev tools (pinned by constraints.txt)
+setup: venv ## everything the tests need: .venv, the services and the tests' database
+	@$(BIN)/python scripts/ensure_services.py --also-postgres "$$TEST_POSTGRES_DSN"
+
+venv: ## create .venv and install the package + dev tools (pinned by constraints.txt)
 	@bash scripts/setup-venv.sh
 
-services: setup ## make sure NATS (JetStream), PostgreSQL and Redis answer; start local ones
+services: venv ## make sure NATS (JetStream), PostgreSQL and Redis answer; start local ones
 	@$(BIN)/python scripts/ensure_services.py
 
-demo: setup services ## offline: bundled Yahoo emulator + the engine until Ctrl-C
+demo: venv services ## offline: bundled Yahoo emulator + the engine until Ctrl-C
 	@bash scripts/demo.sh run
 
-demo-once: setup services ## offline: emulator + one engine cycle, then exit
+demo-once: venv services ## offline: emulator + one engine cycle, then exit
 	@bash scripts/demo.sh run --once
 
-live: setup services ## the engine against the real Yahoo Finance (needs internet)
+live: venv services ## the engine against the real Yahoo Finance (needs internet)
 	$(BIN)/ingestion-agent run
 
-test: setup ## the whole test suite (unit, emulator, integration, fault)
-	@$(BIN)/python scripts/ensure_services.py --also-postgres "$$TEST_POSTGRES_DSN"
+test: ## the whole test suite (unit, emulator, integration, fault); run `make setup` first
+	@[ -x $(BIN)/pytest ] || { echo "make test: $(BIN)/pytest missing: run 'make setup' first" >&2; exit 1; }
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: that is a failure" >&2; fi; \
 	exit $$rc
 
-lint: setup ## ruff check, ruff format --check, mypy --strict
+lint: venv ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict engine scripts/ensure_services.py
 
-bench: setup services ## the cycle benchmark (bench/cycle.py)
+bench: venv services ## the cycle benchmark (bench/cycle.py)
 	$(BIN)/python bench/cycle.py
 
 clean: ## remove caches and build output (keeps .venv and var/spill)

@@ -1,4 +1,4 @@
-"""Fault bench: issue 4's two targets, measured end to end against the bundled emulator.
+"""Fault bench: the two resilience targets, measured end to end against the bundled emulator.
 
 A. Fault mix. The emulator injects 429 (5 %), 5xx (5 %), connection resets (2 %) and truncated
    JSON bodies (1 %) on every v7 request while ``ingestion-agent run`` polls the universe for

@@ -1,4 +1,10 @@
-"""Shared fixtures: the Yahoo emulator as a real server process, unique NATS names, engine runs."""
+"""Shared fixtures: the Yahoo emulator as a real server process, unique NATS names, engine runs.
+
+A run that selects integration tests (tests/integration/, or marked ``integration``) first checks
+that NATS, PostgreSQL (the ``TEST_POSTGRES_DSN`` database) and Redis answer, and stops at once
+with one line naming those that do not and how to start them: the tests never start services
+(``make setup`` does). Unit and emulator tests alone need none.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,25 @@ from pathlib import Path
 import pytest
 
 from testkit import ROOT, EmulatorProcess, delete_streams
+from testkit.services import NATS_URL, missing_message, missing_services
 
-NATS_URL = os.environ.get("IA_TEST_NATS_URL", "nats://127.0.0.1:4222")
+INTEGRATION_DIR = ROOT / "tests" / "integration"
+
+
+def _needs_services(item: pytest.Item) -> bool:
+    return (
+        item.path.is_relative_to(INTEGRATION_DIR)
+        or item.get_closest_marker("integration") is not None
+    )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop the run (exit code 4) when selected tests need services that do not answer."""
+    if session.config.option.collectonly or not any(map(_needs_services, session.items)):
+        return
+    missing = missing_services(timeout_s=2.0)
+    if missing:
+        pytest.exit(missing_message(missing), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """A local, scriptable emulator of Yahoo Finance's unofficial API (no internet needed).
 
 It is what the ingestion engine is built and tested against, so it reproduces Yahoo's
-observable behaviour as pinned down in the Yahoo API fact sheet: the fc.yahoo.com ``A3`` cookie
+observable behaviour (as recorded from the real service): the fc.yahoo.com ``A3`` cookie
 and getcrumb flow, ``/v7/finance/quote`` (crumb required, ``fields`` with the fixed base set,
 ``formatted``, unknown symbols omitted, delisted stubs, units), ``/v8/finance/chart`` (good
 enough for ``yfinance.download``), plain-text 429s, and the faults clients must survive.

@@ -1,6 +1,6 @@
 """Cookie seeding and crumbs: ``GET /`` (fc.yahoo.com) and ``GET /v1/test/getcrumb``.
 
-Flow (fact sheet section 2): ``GET /`` answers 404 but sets the ``A3`` cookie; getcrumb with a
+Flow: ``GET /`` answers 404 but sets the ``A3`` cookie; getcrumb with a
 known ``A3`` answers the session's 11-character crumb as ``text/plain`` (the same crumb until it
 expires); data endpoints that need auth call :meth:`AuthStore.check` with the cookie and the
 ``crumb`` query parameter and answer 401 ``Invalid Cookie`` / ``Invalid Crumb`` on failure.

@@ -1,6 +1,6 @@
 """``GET /v8/finance/chart/{symbol}``: OHLCV history consistent with the live quote.
 
-Shape (fact sheet sections 1.4 and 3.4): ``{"chart": {"result": [{"meta", "timestamp",
+Shape (as Yahoo answers it): ``{"chart": {"result": [{"meta", "timestamp",
 "indicators": {"quote": [{open, high, low, close, volume}], "adjclose": [...]}}], "error":
 null}}``; ``adjclose`` only for daily-or-longer intervals, ``tradingPeriods`` only for intraday
 ones (a list of per-day regular periods, or ``{pre, regular, post}`` with ``includePrePost``),

@@ -14,7 +14,7 @@ Per event (all hashes of ``(seed, symbol, base day)``):
   not confirmed: 00:00 New York as a placeholder). The New York date of the start time is also
   its UTC date, so "the event's date" is unambiguous.
 * EPS estimate: for stocks with a known market cap of at least $300M, 90 % of them; around a
-  quarter of the forward EPS. Never exactly 0 (0 would be ambiguous, see the fact sheet §1.7).
+  quarter of the forward EPS. Never exactly 0 (a 0 would be ambiguous).
 * reported EPS: the estimate (or a quarter of the trailing EPS) times a surprise factor; it
   becomes visible :data:`REPORT_DELAY_S` after the start time (``TMC``: at 16:30 New York) and is
   ``null`` before. Never exactly 0. Surprise % = (actual - estimate) / |estimate| * 100, 2 dp.

@@ -1,6 +1,6 @@
 """``formatted=true`` rendering: numbers become ``{raw, fmt}`` objects (``longFmt`` for big ints).
 
-Shapes follow the v7 quote spec of pasdam/yahoo-finance-openapi (fact sheet section 1.3): prices
+Shapes follow the v7 quote spec of pasdam/yahoo-finance-openapi: prices
 ``{"raw": 4019.87, "fmt": "4019.87"}`` (``priceHint`` decimals), percent-unit fields
 ``{"raw": 1.18, "fmt": "1.18%"}``, fraction-unit fields ``{"raw": 0.56, "fmt": "56.14%"}``,
 volumes ``{"raw": 2165457735, "fmt": "2.165B", "longFmt": "2,165,457,735"}``, market times

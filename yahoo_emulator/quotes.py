@@ -1,6 +1,6 @@
 """``GET /v7/finance/quote``: the batch quote endpoint, built for speed.
 
-Request handling (fact sheet sections 1.3, 2.3, 3.1):
+Request handling (as Yahoo's v7 quote endpoint does it):
 
 * ``symbols`` comma list (upper-cased, de-duplicated, request order kept); empty -> 400
   envelope; more than ``max_symbols`` -> plain-text 429. Then cookie + crumb (401

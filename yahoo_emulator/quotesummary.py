@@ -1,6 +1,6 @@
 """``GET /v10/finance/quoteSummary/{symbol}`` and a minimal fundamentals-timeseries endpoint.
 
-quoteSummary (fact sheet §1.5, §3.2, §3.3): ``modules`` is a comma list; the crumb is required
+quoteSummary: ``modules`` is a comma list; the crumb is required
 (401 envelope). The answer is ``{"quoteSummary": {"result": [{<module>: {...}, ...}], "error":
 null}}`` with the modules that have data, in request order; each carries ``maxAge`` (1 or
 86400). Modules served: ``price``, ``summaryDetail``, ``quoteType``, ``assetProfile``,
@@ -32,7 +32,7 @@ estimate (``earnings``, ``earningsHistory``) and the next date (``calendarEvents
 events of :func:`yahoo_emulator.earnings.events_for_config`, so they agree with the calendar.
 
 ``GET /ws/fundamentals-timeseries/v1/finance/timeseries/{symbol}`` answers every requested
-``type`` with the "no data" entry Yahoo uses (``meta`` only, fact sheet §1.6); it exists so that
+``type`` with the "no data" entry Yahoo uses (``meta`` only); it exists so that
 ``yfinance.Ticker.info`` (which asks it for ``trailingPegRatio``) works against the emulator.
 """
 

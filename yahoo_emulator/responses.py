@@ -1,6 +1,6 @@
 """Yahoo-shaped HTTP answers shared by all endpoint modules.
 
-* JSON bodies carry the headers of the recorded fixtures (fact sheet section 3.6): ``server:
+* JSON bodies carry the headers of the recorded Yahoo answers: ``server:
   ATS``, ``content-type: application/json;charset=utf-8``, ``vary: Origin,Accept-Encoding``, a
   ``y-rid``, ``x-envoy-decorator-operation`` naming the backend, the endpoint's
   ``cache-control`` and ``x-envoy-upstream-service-time``.

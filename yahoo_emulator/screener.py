@@ -1,7 +1,7 @@
 """``GET /v1/finance/screener/predefined/saved``: the predefined screens yfinance relies on.
 
 ``yf.Calendars().get_earnings_calendar()`` first asks ``screen("MOST_ACTIVES", count=200)`` and
-restricts the calendar to those tickers (fact sheet §1.7), so the emulator serves that screen
+restricts the calendar to those tickers, so the emulator serves that screen
 (and ``DAY_GAINERS``/``DAY_LOSERS``): ``scrIds`` (case-insensitive), ``count`` (1-250, default
 25; more is a 400 envelope, as yfinance warns), ``offset``; crumb required. Answer:
 ``{"finance": {"result": [{"id", "title", "canonicalName", "start", "count", "total",

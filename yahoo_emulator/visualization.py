@@ -1,6 +1,6 @@
 """``POST /v1/finance/visualization``: the earnings calendar (``entityIdType: sp_earnings``).
 
-Request (fact sheet §1.7): query string ``crumb`` (required, 401 envelope otherwise), ``lang``,
+Request: query string ``crumb`` (required, 401 envelope otherwise), ``lang``,
 ``region``; a JSON body ``{sortType, entityIdType, sortField, includeFields, size, offset,
 query}``. ``query`` is a tree of ``{"operator": op, "operands": [...]}`` nodes: ``AND``/``OR``
 over sub-nodes, and ``EQ``/``GT``/``GTE``/``LT``/``LTE``/``BTWN``/``GTELT``/``IS-IN`` over

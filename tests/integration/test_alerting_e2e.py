@@ -27,10 +27,10 @@ from aiohttp import web
 from engine.config import Config, HttpSettings
 from engine.observe import metrics
 from engine.observe.http import HttpServer
+from testkit import free_port
 from tests.integration.test_http_support import (
     ROOT,
     FakeSource,
-    free_port,
     process,
     require_binary,
 )

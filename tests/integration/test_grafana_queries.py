@@ -22,13 +22,12 @@ from typing import Any
 
 import pytest
 
+from testkit import free_port, wait_port
 from tests.integration.real_engine import TOP_FAILING, RealEngine, real_engine
 from tests.integration.test_http_support import (
     ROOT,
-    free_port,
     process,
     require_binary,
-    wait_port,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -386,18 +387,44 @@ def test_make_test_fails_when_pytest_collects_nothing() -> None:
     assert "collected no tests" in out.stderr
 
 
-def test_makefile_targets() -> None:
+def make_dry_run(*targets: str) -> str:
     out = subprocess.run(
-        ["make", "-n", "test", "lint", "demo"],
+        ["make", "-n", *targets],
         cwd=ROOT,
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    for needle in ("setup-venv.sh", "ensure_services.py", "bin/pytest", "ruff check", "demo.sh"):
-        assert needle in out.stdout, needle
+    return out.stdout
+
+
+def test_makefile_targets() -> None:
+    out = make_dry_run("lint", "demo")
+    for needle in ("setup-venv.sh", "ensure_services.py", "ruff check", "demo.sh"):
+        assert needle in out, needle
+
+
+def test_make_setup_makes_the_venv_the_services_and_the_test_database() -> None:
+    out = make_dry_run("setup")
+    assert "setup-venv.sh" in out
+    assert 'ensure_services.py --also-postgres "$TEST_POSTGRES_DSN"' in out
+
+
+def test_make_test_only_runs_pytest() -> None:
+    out = make_dry_run("test")
+    assert "bin/pytest" in out
+    for setup in ("setup-venv.sh", "ensure_services.py", "pip ", "apt-get"):
+        assert setup not in out, setup
+
+
+def test_ci_runs_setup_then_lint_and_test() -> None:
+    """.ci/run does the set-up with `make setup`, then the README's `make lint` and `make test`."""
+    text = (ROOT / ".ci" / "run").read_text()
+    made = re.findall(r"^(?:timeout [^\n]*?)?make (\w+)", text, flags=re.MULTILINE)
+    assert made == ["setup", "lint", "test"], made
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
