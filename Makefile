@@ -59,7 +59,7 @@ test: ## the whole test suite (unit, emulator, integration, fault); run `make se
 lint: venv ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict engine scripts/ensure_services.py
+	$(BIN)/mypy --strict engine testkit scripts/ensure_services.py
 
 bench: venv services ## the cycle benchmark (bench/cycle.py)
 	$(BIN)/python bench/cycle.py

@@ -20,11 +20,12 @@ import string
 import time
 from collections import OrderedDict
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from aiohttp import web
 
 from yahoo_emulator.config import EmulatorConfig
+from yahoo_emulator.faults import Faults
 from yahoo_emulator.responses import (
     CACHE_CRUMB,
     CACHE_ERROR,
@@ -35,8 +36,22 @@ from yahoo_emulator.responses import (
     unauthorized,
 )
 
-if TYPE_CHECKING:
-    from yahoo_emulator.state import Emulator
+
+class AuthView(Protocol):
+    """What the cookie and crumb handlers use of the emulator
+    (:class:`.state.Emulator` has it all)."""
+
+    @property
+    def cfg(self) -> EmulatorConfig: ...
+
+    @property
+    def auth(self) -> AuthStore: ...
+
+    @property
+    def faults(self) -> Faults: ...
+
+    def now(self) -> float: ...
+
 
 COOKIE_NAME: Final = "A3"
 COOKIE_MAX_AGE: Final = 31_536_000
@@ -174,14 +189,14 @@ def no_cookie_response(cfg: EmulatorConfig) -> web.Response:
 # -- HTTP handlers -----------------------------------------------------------------------------
 
 
-async def handle_cookie(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_cookie(emu: AuthView, request: web.Request) -> web.StreamResponse:
     """``GET /`` (fc.yahoo.com): 404 + ``Set-Cookie: A3`` (the client's own if still known)."""
     current = cookie_from_header(request.headers.get("Cookie"))
     value = current if current is not None and emu.auth.known(current) else emu.auth.new_cookie()
     return cookie_response(value, time.time())
 
 
-async def handle_getcrumb(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_getcrumb(emu: AuthView, request: web.Request) -> web.StreamResponse:
     cfg = emu.cfg
     if emu.faults.crumb_text(cfg):
         request[FAULT] = "crumb_text"

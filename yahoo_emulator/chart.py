@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -39,8 +39,21 @@ from yahoo_emulator.market import Market, is_trading_day, ny_date, session_for, 
 from yahoo_emulator.responses import CACHE_CHART, N_SYMBOLS, OP_CHART, error_response, json_response
 from yahoo_emulator.universe import TRADING_SECONDS
 
-if TYPE_CHECKING:
-    from yahoo_emulator.state import Emulator
+
+class ChartView(Protocol):
+    """What the chart handler uses of the emulator (:class:`.state.Emulator` has it all)."""
+
+    @property
+    def charts(self) -> ChartBuilder: ...
+
+    @property
+    def delisted(self) -> frozenset[str]: ...
+
+    @property
+    def market(self) -> Market: ...
+
+    def now(self) -> float: ...
+
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -526,7 +539,7 @@ def _aggregate_days(bars: Bars, interval: str) -> Bars:
 NOT_FOUND: Final = "No data found, symbol may be delisted"
 
 
-async def handle_chart(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_chart(emu: ChartView, request: web.Request) -> web.StreamResponse:
     symbol = request.match_info["symbol"].strip().upper()
     request[N_SYMBOLS] = 1
     now = emu.now()

@@ -12,15 +12,37 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
-from yahoo_emulator.config import ConfigPatchError, config_to_dict
+from yahoo_emulator.auth import AuthStore
+from yahoo_emulator.config import ConfigPatchError, EmulatorConfig, config_to_dict
+from yahoo_emulator.faults import RateLimiter
+from yahoo_emulator.stats import Stats
 
-if TYPE_CHECKING:
-    from yahoo_emulator.state import Emulator
+
+class ControlView(Protocol):
+    """What the ``/_emulator/*`` handlers use of the emulator
+    (:class:`.state.Emulator` has it all)."""
+
+    @property
+    def cfg(self) -> EmulatorConfig: ...
+
+    @property
+    def auth(self) -> AuthStore: ...
+
+    @property
+    def limiter(self) -> RateLimiter: ...
+
+    @property
+    def stats(self) -> Stats: ...
+
+    def configure(self, changes: Mapping[str, Any]) -> EmulatorConfig: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -31,19 +53,19 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-async def handle_health(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_health(emu: ControlView, request: web.Request) -> web.StreamResponse:
     return _json({"ok": True})
 
 
-async def handle_stats(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_stats(emu: ControlView, request: web.Request) -> web.StreamResponse:
     return _json(emu.snapshot())
 
 
-async def handle_get_config(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_get_config(emu: ControlView, request: web.Request) -> web.StreamResponse:
     return _json(config_to_dict(emu.cfg))
 
 
-async def handle_patch_config(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_patch_config(emu: ControlView, request: web.Request) -> web.StreamResponse:
     try:
         changes = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
@@ -55,11 +77,11 @@ async def handle_patch_config(emu: Emulator, request: web.Request) -> web.Stream
     return _json(config_to_dict(cfg))
 
 
-async def handle_expire_crumbs(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_expire_crumbs(emu: ControlView, request: web.Request) -> web.StreamResponse:
     return _json({"expired": emu.auth.expire_all()})
 
 
-async def handle_reset(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_reset(emu: ControlView, request: web.Request) -> web.StreamResponse:
     emu.stats.reset()
     emu.limiter.reset()
     return _json({"ok": True})

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +34,9 @@ import orjson
 from aiohttp import web
 
 from yahoo_emulator import fmt
-from yahoo_emulator.auth import cookie_from_header
+from yahoo_emulator.auth import AuthStore, cookie_from_header
+from yahoo_emulator.config import EmulatorConfig
+from yahoo_emulator.faults import Faults
 from yahoo_emulator.market import Market, tz_info
 from yahoo_emulator.responses import (
     CACHE_QUOTE,
@@ -47,9 +49,35 @@ from yahoo_emulator.responses import (
     unauthorized,
 )
 from yahoo_emulator.rng import stable_hash
+from yahoo_emulator.stats import Stats
 
-if TYPE_CHECKING:
-    from yahoo_emulator.state import Emulator
+
+class QuoteView(Protocol):
+    """What the v7 quote handler uses of the emulator (:class:`.state.Emulator` has it all)."""
+
+    @property
+    def cfg(self) -> EmulatorConfig: ...
+
+    @property
+    def auth(self) -> AuthStore: ...
+
+    @property
+    def delisted(self) -> frozenset[str]: ...
+
+    @property
+    def faults(self) -> Faults: ...
+
+    @property
+    def market(self) -> Market: ...
+
+    @property
+    def quotes(self) -> QuoteRenderer: ...
+
+    @property
+    def stats(self) -> Stats: ...
+
+    def now(self) -> float: ...
+
 
 F64 = npt.NDArray[np.float64]
 
@@ -615,7 +643,7 @@ def _damage(row: dict[str, Any], kind: str, now: float) -> None:
 # -- HTTP handler ------------------------------------------------------------------------------
 
 
-async def handle_quote(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_quote(emu: QuoteView, request: web.Request) -> web.StreamResponse:
     cfg = emu.cfg
     q = request.query
     symbols = parse_symbols(q.get("symbols", ""))

@@ -41,16 +41,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import orjson
 from aiohttp import web
 
 from yahoo_emulator import fmt, rng
-from yahoo_emulator.auth import cookie_from_header
+from yahoo_emulator.auth import AuthStore, cookie_from_header
+from yahoo_emulator.config import EmulatorConfig
 from yahoo_emulator.earnings import EarningsEvent, events_for_config
-from yahoo_emulator.market import ny_date, tz_info
+from yahoo_emulator.market import Market, ny_date, tz_info
 from yahoo_emulator.responses import (
     CACHE_ERROR,
     CACHE_QUOTE,
@@ -59,9 +60,30 @@ from yahoo_emulator.responses import (
     json_response,
     unauthorized,
 )
+from yahoo_emulator.universe import Universe
 
-if TYPE_CHECKING:
-    from yahoo_emulator.state import Emulator
+
+class SummaryView(Protocol):
+    """What the quoteSummary and timeseries handlers use of the emulator
+    (:class:`.state.Emulator` has it all)."""
+
+    @property
+    def cfg(self) -> EmulatorConfig: ...
+
+    @property
+    def auth(self) -> AuthStore: ...
+
+    @property
+    def delisted(self) -> frozenset[str]: ...
+
+    @property
+    def market(self) -> Market: ...
+
+    @property
+    def universe(self) -> Universe: ...
+
+    def now(self) -> float: ...
+
 
 OP_FUNDAMENTALS: Final = "finance-company-fundamentals-api--mtls-production-emu.finance-k8s:4080/*"
 OP_TIMESERIES: Final = "finance-fundamentals-timeseries--mtls-production-emu.finance-k8s:4080/*"
@@ -161,7 +183,7 @@ def _draws(key: int, n: int) -> list[float]:
 class Fundamentals:
     """Static figures of one listed stock (seed-independent, like :mod:`.universe`)."""
 
-    def __init__(self, emu: Emulator, b: int) -> None:
+    def __init__(self, emu: SummaryView, b: int) -> None:
         u = emu.universe
         d = _draws(int(u.key[b]), 8)
         self.cap = int(u.market_cap[b])
@@ -198,7 +220,7 @@ class Fundamentals:
 class Context:
     """Everything the module builders of one request need."""
 
-    def __init__(self, emu: Emulator, b: int, now: float) -> None:
+    def __init__(self, emu: SummaryView, b: int, now: float) -> None:
         self.emu = emu
         self.u = emu.universe
         self.b = b
@@ -555,7 +577,7 @@ def parse_modules(raw: str) -> list[str]:
 
 
 def build_result(
-    emu: Emulator, b: int, modules: list[str], now: float, formatted: bool
+    emu: SummaryView, b: int, modules: list[str], now: float, formatted: bool
 ) -> dict[str, Any] | None:
     """``{module: {...}}`` for the modules with data (None when there is none)."""
     ctx = Context(emu, b, now)
@@ -576,7 +598,7 @@ def _not_found(description: str) -> web.Response:
     )
 
 
-async def handle_quote_summary(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_quote_summary(emu: SummaryView, request: web.Request) -> web.StreamResponse:
     cfg = emu.cfg
     q = request.query
     symbol = request.match_info["symbol"].strip().upper()
@@ -606,7 +628,7 @@ async def handle_quote_summary(emu: Emulator, request: web.Request) -> web.Strea
     return json_response(body, operation=OP_FUNDAMENTALS, cache=CACHE_QUOTE)
 
 
-async def handle_timeseries(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_timeseries(emu: SummaryView, request: web.Request) -> web.StreamResponse:
     """Every requested type answered as "no data" (``meta`` only)."""
     symbol = request.match_info["symbol"].strip().upper()
     request[N_SYMBOLS] = 1

@@ -16,18 +16,36 @@ so which tickers are "most active" is the same for every request - tests can pre
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import orjson
 from aiohttp import web
 
-from yahoo_emulator.auth import cookie_from_header
+from yahoo_emulator.auth import AuthStore, cookie_from_header
+from yahoo_emulator.config import EmulatorConfig
 from yahoo_emulator.responses import CACHE_QUOTE, error_response, json_response, unauthorized
 from yahoo_emulator.universe import Universe
 
-if TYPE_CHECKING:
-    from yahoo_emulator.state import Emulator
+
+class ScreenerView(Protocol):
+    """What the predefined-screener handler uses of the emulator
+    (:class:`.state.Emulator` has it all)."""
+
+    @property
+    def cfg(self) -> EmulatorConfig: ...
+
+    @property
+    def auth(self) -> AuthStore: ...
+
+    @property
+    def delisted(self) -> frozenset[str]: ...
+
+    @property
+    def universe(self) -> Universe: ...
+
+    def now(self) -> float: ...
+
 
 OP_SCREENERS: Final = "finance-screeners--mtls-production-emu.finance-k8s:4080/*"
 MAX_COUNT: Final = 250
@@ -58,7 +76,7 @@ def most_active(universe: Universe, n: int, exclude: frozenset[str] = frozenset(
     return [universe.symbols[i] for i in ranking(universe, "most_actives", exclude)[:n]]
 
 
-def _quote(emu: Emulator, i: int) -> dict[str, Any]:
+def _quote(emu: ScreenerView, i: int) -> dict[str, Any]:
     u = emu.universe
     cap = int(u.market_cap[i])
     return {
@@ -78,7 +96,7 @@ def _bad(description: str) -> web.Response:
     return error_response(400, "Bad Request", description, operation=OP_SCREENERS)
 
 
-async def handle_predefined(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_predefined(emu: ScreenerView, request: web.Request) -> web.StreamResponse:
     cfg = emu.cfg
     q = request.query
     if cfg.require_auth:

@@ -28,18 +28,34 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 from aiohttp import web
 
-from yahoo_emulator.auth import cookie_from_header
+from yahoo_emulator.auth import AuthStore, cookie_from_header
+from yahoo_emulator.config import EmulatorConfig
 from yahoo_emulator.earnings import EarningsEvent, schedule_for
 from yahoo_emulator.market import ny_date
 from yahoo_emulator.responses import CACHE_QUOTE, error_response, json_response, unauthorized
+from yahoo_emulator.universe import Universe
 
-if TYPE_CHECKING:
-    from yahoo_emulator.state import Emulator
+
+class VisualizationView(Protocol):
+    """What the visualization (earnings calendar) handler uses of the emulator
+    (:class:`.state.Emulator` has it all)."""
+
+    @property
+    def cfg(self) -> EmulatorConfig: ...
+
+    @property
+    def auth(self) -> AuthStore: ...
+
+    @property
+    def universe(self) -> Universe: ...
+
+    def now(self) -> float: ...
+
 
 OP_SCREENERS: Final = "finance-screeners--mtls-production-emu.finance-k8s:4080/*"
 
@@ -329,7 +345,7 @@ def render(body: Mapping[str, Any], events: Sequence[EarningsEvent], now: float,
     return orjson.dumps({"finance": {"result": [result], "error": None}})
 
 
-async def handle_visualization(emu: Emulator, request: web.Request) -> web.StreamResponse:
+async def handle_visualization(emu: VisualizationView, request: web.Request) -> web.StreamResponse:
     cfg = emu.cfg
     now = emu.now()
     if cfg.require_auth:
