@@ -50,9 +50,10 @@ from testkit import (
     delete_streams,
     free_port,
 )
+from testkit.services import POSTGRES_DSN
 from tests.conftest import NATS_URL
 
-DSN: Final = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DSN: Final = POSTGRES_DSN
 REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 INTERVAL_S: Final = 2.0
 
