@@ -13,7 +13,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from types import TracebackType
 from typing import Any, Final, Self
 
 import orjson
@@ -101,13 +100,8 @@ class HttpServer:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._close(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     @property
     def url(self) -> str:
@@ -163,14 +157,6 @@ class HttpServer:
 
     async def aclose(self) -> None:
         """Stop the probe and the listener (idempotent)."""
-        await self._close(None, None, None)
-
-    async def _close(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         if self._closed:
             return
         self._closed = True
@@ -179,7 +165,7 @@ class HttpServer:
             if tasks is not None:
                 if self._probe is not None:
                     self._probe.cancel()
-                await tasks.__aexit__(exc_type, exc, tb)
+                await tasks.__aexit__(None, None, None)
         finally:
             await self._readiness.cancel()
             if self._runner is not None:
