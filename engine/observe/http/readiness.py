@@ -210,5 +210,10 @@ class Readiness:
                 log.log(
                     level,
                     "readiness_changed",
-                    extra={"check": name, "status": r.status, "error": r.error or r.detail},
+                    extra={
+                        "check": name,
+                        "status": r.status,
+                        "error_kind": r.error,
+                        "detail": r.detail,
+                    },
                 )

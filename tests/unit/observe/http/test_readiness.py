@@ -86,7 +86,7 @@ async def test_a_state_change_is_logged_once(caplog: pytest.LogCaptureFixture) -
     changes = [rec for rec in caplog.records if rec.getMessage() == "readiness_changed"]
     assert len(changes) == 1
     assert changes[0].levelno == logging.WARNING
-    assert changes[0].__dict__["error"] == "ConnectionRefusedError"
+    assert changes[0].__dict__["error_kind"] == "ConnectionRefusedError"
 
 
 async def test_cancel_stops_a_run_in_progress() -> None:
