@@ -56,7 +56,7 @@ AREAS: list[tuple[str, str]] = [
     ("engine supervisor/ipc", "engine/supervisor.py"),
     ("engine supervisor/ipc", "engine/runtime/ipc.py"),
     ("engine supervisor/ipc", "engine/runtime/child.py"),
-    ("engine metrics/logs", "engine/observe/metrics.py"),
+    ("engine metrics/logs", "engine/observe/metrics/"),
     ("engine metrics/logs", "engine/observe/logs.py"),
     ("engine other", "engine/"),
     ("curl_cffi (HTTP)", "curl_cffi"),

@@ -4,7 +4,7 @@
 The dashboard is code: edit this file, run ``python deploy/grafana/generate_dashboard.py``,
 commit both. Tests check that the JSON is up to date, that it type-checks against
 ``@grafana/schema`` (tsc), and that every panel's query returns data from a real Prometheus
-scraping the engine's ``/metrics``. Metric names: engine/observe/metrics.py.
+scraping the engine's ``/metrics``. Metric names: engine/observe/metrics/families.py.
 
 Stdlib only, so it runs with any Python 3.11.
 """

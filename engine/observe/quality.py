@@ -1,4 +1,4 @@
-"""Data quality (T4.3): which symbols are missing or stale, per cycle, per sector, per symbol.
+"""Data quality: which symbols are missing or stale, per cycle, per sector, per symbol.
 
 The supervisor feeds :class:`QualityTracker` once per completed cycle with two per-symbol arrays
 indexed like the universe (the rows of the shared last-seen table):

@@ -1,0 +1,81 @@
+"""Fetching from Yahoo (workers): batch requests, retries, the rate limiter and the breaker."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from engine.observe.metrics.multiprocess import families as _m
+from engine.source import ratelimit
+
+BREAKER_STATES: Final = ("closed", "half_open", "open")
+"""Values of ``ingestion_breaker_state``: the index is the value
+(engine.source.breaker.BreakerState)."""
+
+
+def record_batch(symbols: int, latency_s: float, error_kind: str | None = None) -> None:
+    """Worker, once per batch request when it finished (``YahooPollSource._one``).
+
+    ``latency_s`` is the whole request with its retries; ``error_kind`` is
+    ``UpstreamError.kind`` of the final failure, None on success.
+    """
+    m = _m()
+    m.fetch_requests.inc()
+    if error_kind is None:
+        m.fetch_latency.labels(outcome="ok").observe(latency_s)
+        if symbols > 0:
+            m.fetch_symbol_latency.observe(latency_s / symbols)
+    else:
+        m.fetch_failures.labels(error=error_kind).inc()
+        m.fetch_latency.labels(outcome="error").observe(latency_s)
+
+
+def record_retry(error_kind: str) -> None:
+    """Worker, each time a Yahoo request is retried (``YahooClient.get_with_retries``)."""
+    _m().fetch_retries.labels(error=error_kind).inc()
+
+
+def record_throttle() -> None:
+    """Worker, each time Yahoo throttles (``YahooGuard.record`` with outcome ``throttled``)."""
+    _m().rate_throttles.inc()
+
+
+def record_rate_limit_wait(seconds: float) -> None:
+    """Worker, time ``YahooGuard.acquire`` slept waiting for a token (when > 0)."""
+    if seconds > 0:
+        _m().rate_wait.inc(seconds)
+
+
+def budget_headroom(budget_requests: float, needed_requests: int) -> float:
+    """:func:`engine.source.ratelimit.headroom`: share of the per-cycle request budget left after
+    one full cycle, in [0, 1]; 0 when the budget cannot cover a cycle."""
+    return ratelimit.headroom(budget_requests, needed_requests)
+
+
+def set_rate_limit(
+    current_rps: float, max_rps: float, budget_requests: float, needed_requests: int
+) -> None:
+    """Supervisor, before each scrape (``StatusSource.refresh_metrics``): from
+    ``guard.snapshot()``, ``ratelimit.cycle_budget(...)`` and ``_requests_per_cycle()``."""
+    m = _m()
+    m.rate_rps.set(current_rps)
+    m.rate_max_rps.set(max_rps)
+    m.rate_budget.set(budget_requests)
+    m.rate_needed.set(needed_requests)
+    m.rate_headroom.set(budget_headroom(budget_requests, needed_requests))
+
+
+def breaker_value(state: int | str) -> int:
+    """0/1/2 from ``BreakerState`` (an int) or its name (``"OPEN"``, ``"half_open"``)."""
+    if isinstance(state, str):
+        name = state.lower()
+        if name not in BREAKER_STATES:
+            raise ValueError(f"unknown breaker state {state!r}; expected one of {BREAKER_STATES}")
+        return BREAKER_STATES.index(name)
+    if not 0 <= int(state) < len(BREAKER_STATES):
+        raise ValueError(f"unknown breaker state {state!r}")
+    return int(state)
+
+
+def set_breaker_state(state: int | str) -> None:
+    """Supervisor, before each scrape, from the guard's shared breaker."""
+    _m().breaker_state.set(breaker_value(state))
