@@ -12,20 +12,12 @@ import msgspec
 import pytest
 
 from engine.earnings.cache import analysis_fields, flags_for
+from engine.earnings.calendar import calendar_request, parse_calendar_page
+from engine.earnings.models import CalendarPage, EarningsEvent, Fundamentals
+from engine.earnings.plan import merge, plan_upsert
 from engine.earnings.publish import build_message, message_id
-from engine.earnings.source import (
-    BadValue,
-    CalendarPage,
-    EarningsEvent,
-    Fundamentals,
-    calendar_request,
-    normalize_timing,
-    number,
-    parse_calendar_events,
-    parse_calendar_page,
-    parse_fundamentals,
-)
-from engine.earnings.store import merge, plan_upsert
+from engine.earnings.quotesummary import parse_calendar_events, parse_fundamentals
+from engine.earnings.values import BadValue, normalize_timing, number
 from engine.errors import UpstreamPayloadError
 
 ROOT = Path(__file__).resolve().parents[3]
