@@ -32,14 +32,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import aclosing, asynccontextmanager, suppress
 from typing import Any, Final
 
 import msgspec
 
 from engine.config import EarningsSettings, RedisSettings
 from engine.deps import redis as redis_dep
-from engine.earnings.models import EarningsEvent, Fundamentals
+from engine.earnings.models import EarningsEvent, Fundamentals, project
 from engine.errors import ConfigError
 from engine.sinks.cache import cache_key
 
@@ -60,16 +60,7 @@ class FlagValue(msgspec.Struct, frozen=True):
 
 
 def flag_value(e: EarningsEvent) -> FlagValue:
-    return FlagValue(
-        schema_version=SCHEMA_VERSION,
-        symbol=e.symbol,
-        event_date=e.event_date,
-        event_time=e.event_time,
-        timing=e.timing,
-        eps_estimate=e.eps_estimate,
-        company_name=e.company_name,
-        source=e.source,
-    )
+    return project(e, FlagValue, schema_version=SCHEMA_VERSION)
 
 
 def flags_for(events: Iterable[EarningsEvent]) -> dict[str, FlagValue]:
@@ -131,11 +122,8 @@ class EarningsCache:
     async def connect(
         cls, redis: RedisSettings, settings: EarningsSettings
     ) -> AsyncIterator[EarningsCache]:
-        cache = cls(redis_dep.client(redis), settings)
-        try:
+        async with aclosing(cls(redis_dep.client(redis), settings)) as cache:
             yield cache
-        finally:
-            await cache.aclose()
 
     async def aclose(self) -> None:
         if not self._closed:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -18,6 +18,7 @@ SOURCE_QUOTE_SUMMARY: Final = "yahoo_quotesummary"
 
 Timing = Literal["BMO", "AMC", "DMH", "TMC"]
 Clock = Callable[[], dt.datetime]
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 def utcnow() -> dt.datetime:
@@ -42,6 +43,12 @@ class EarningsEvent(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def key(self) -> tuple[str, dt.date]:
         return self.symbol, self.event_date
+
+
+def project(e: EarningsEvent, into: type[S], **extra: Any) -> S:
+    """An ``into`` holding the same-named fields of ``e`` and ``extra`` (validated; the other
+    fields of ``e`` are left out): the event as a flag, a message, ..."""
+    return msgspec.convert({**msgspec.structs.asdict(e), **extra}, into)
 
 
 class RowIssue(msgspec.Struct, frozen=True):

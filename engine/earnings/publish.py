@@ -32,7 +32,7 @@ import nats.errors
 
 from engine.config import EarningsSettings, NatsSettings
 from engine.deps import nats as nats_dep
-from engine.earnings.models import EarningsEvent
+from engine.earnings.models import EarningsEvent, project
 from engine.errors import PublishError
 from engine.retry import RetryPolicy, retry
 
@@ -68,21 +68,7 @@ def message_id(kind: Kind, e: EarningsEvent) -> str:
 def build_message(
     kind: Kind, e: EarningsEvent, sync_date: dt.date, now: dt.datetime
 ) -> EarningsMessage:
-    return EarningsMessage(
-        kind=kind,
-        symbol=e.symbol,
-        event_date=e.event_date,
-        event_time=e.event_time,
-        timing=e.timing,
-        company_name=e.company_name,
-        event_name=e.event_name,
-        eps_estimate=e.eps_estimate,
-        eps_reported=e.eps_reported,
-        surprise_pct=e.surprise_pct,
-        source=e.source,
-        sync_date=sync_date,
-        emitted_at=now,
-    )
+    return project(e, EarningsMessage, kind=kind, sync_date=sync_date, emitted_at=now)
 
 
 class PublishOutcome(msgspec.Struct):

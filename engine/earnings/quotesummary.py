@@ -11,9 +11,8 @@ and the latest quarter's EPS estimate and actual, each value through
 :func:`~engine.earnings.values.lenient` (``{raw, fmt}``, ``{}``, strings). A 404 (unknown
 symbol, or none of the modules has data) is "no data", not an error.
 
-Everything network-bound goes through :class:`~engine.source.client.YahooClient` (crumb, the
-shared rate limiter and breaker, retries); failures surface as
-:class:`~engine.errors.UpstreamError`.
+Requests go through the calendar's :class:`~engine.source.client.YahooClient` (same session,
+limiter, breaker and retries).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any, Final, Literal
 
 import msgspec
@@ -151,29 +151,22 @@ def announcement_sql(names: dict[str, str], column: AnnounceColumn) -> tuple[str
     return unannounced, mark
 
 
+def _times(m: Move) -> dict[str, str]:
+    return {
+        "symbol": m.new.symbol,
+        "old_time": m.old.event_time.isoformat(),
+        "new_time": m.new.event_time.isoformat(),
+    }
+
+
 def log_changes(plan: UpsertPlan) -> None:
     """Log each reschedule (warning) and start-time change of ``plan``."""
     for m in plan.moves:
-        log.warning(
-            "earnings_rescheduled",
-            extra={
-                "symbol": m.new.symbol,
-                "old_date": m.old.event_date.isoformat(),
-                "new_date": m.new.event_date.isoformat(),
-                "old_time": m.old.event_time.isoformat(),
-                "new_time": m.new.event_time.isoformat(),
-                "source": m.new.source,
-            },
-        )
+        dates = {"old_date": m.old.event_date.isoformat(), "new_date": m.new.event_date.isoformat()}
+        log.warning("earnings_rescheduled", extra=_times(m) | dates | {"source": m.new.source})
     for m in plan.time_changes:
         log.info(
-            "earnings_time_changed",
-            extra={
-                "symbol": m.new.symbol,
-                "event_date": m.new.event_date.isoformat(),
-                "old_time": m.old.event_time.isoformat(),
-                "new_time": m.new.event_time.isoformat(),
-            },
+            "earnings_time_changed", extra=_times(m) | {"event_date": m.new.event_date.isoformat()}
         )
 
 
@@ -190,12 +183,9 @@ class EarningsStore:
     @asynccontextmanager
     async def connect(cls, settings: PostgresSettings, table: str) -> AsyncIterator[EarningsStore]:
         pool = await postgres.create_pool(settings, purpose="earnings", max_size=_POOL_SIZE)
-        store = cls(pool, table)
-        try:
+        async with aclosing(cls(pool, table)) as store:
             await store.migrate()
             yield store
-        finally:
-            await store.aclose()
 
     async def aclose(self) -> None:
         if not self._closed:
