@@ -8,7 +8,7 @@ import sys
 from typing import TextIO
 
 from engine.config import Config, EarningsSettings
-from engine.earnings.models import utcnow
+from engine.earnings.models import Trigger, utcnow
 from engine.earnings.report import SyncReport
 from engine.earnings.schedule import ny_date
 from engine.earnings.services import open_services
@@ -62,7 +62,7 @@ async def sync_command(
     day = date or ny_date(now)
     try:
         async with open_services(config, settings, guard=guard) as svc:
-            report = await svc.sync.run(day, trigger="manual", covers=now)
+            report = await svc.sync.run(day, trigger=Trigger.MANUAL, covers=now)
     except IngestionError as exc:
         print(f"earnings sync failed: {type(exc).__name__}: {exc}", file=err)
         return 1

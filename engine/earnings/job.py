@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from engine.earnings.models import Clock, utcnow
+from engine.earnings.models import Clock, Trigger, utcnow
 from engine.earnings.report import SyncReport
 from engine.earnings.schedule import next_sync, ny_date, retry_delay
 from engine.earnings.sync import EarningsSync
@@ -78,7 +78,7 @@ class EarningsJob:
         if delay > 0:
             await self.wait(stop, min(delay, self.max_wait_s))
             return None
-        report = await self.sync.run(ny_date(slot), trigger="schedule", covers=slot)
+        report = await self.sync.run(ny_date(slot), trigger=Trigger.SCHEDULE, covers=slot)
         self.reports = [*self.reports[-9:], report]
         metrics.record_earnings_sync(
             report.ok,

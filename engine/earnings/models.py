@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any, Final, Literal, TypeVar
 
 import msgspec
@@ -19,6 +20,20 @@ SOURCE_QUOTE_SUMMARY: Final = "yahoo_quotesummary"
 Timing = Literal["BMO", "AMC", "DMH", "TMC"]
 Clock = Callable[[], dt.datetime]
 S = TypeVar("S", bound=msgspec.Struct)
+
+
+class Trigger(StrEnum):
+    """What started a sync: its slot came, or an operator ran ``earnings sync``."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+
+
+class SyncStatus(StrEnum):
+    """How a sync ended (``<table>_syncs.status``): only a complete one covers its slot."""
+
+    COMPLETE = "complete"
+    FAILED = "failed"
 
 
 def utcnow() -> dt.datetime:

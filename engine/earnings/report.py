@@ -4,11 +4,11 @@ the run's summary, logged as ``earnings_sync_finished``)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
-from engine.earnings.models import RowIssue
+from engine.earnings.models import RowIssue, SyncStatus, Trigger
 from engine.earnings.store import UpsertResult
 
 
@@ -16,8 +16,8 @@ class SyncReport(msgspec.Struct, kw_only=True):
     """What one sync did (printed by ``earnings sync``, stored as the run's summary)."""
 
     sync_date: dt.date
-    trigger: Literal["schedule", "manual"]
-    status: Literal["complete", "failed"] = "failed"
+    trigger: Trigger
+    status: SyncStatus = SyncStatus.FAILED
     current: bool = True  # sync_date is today: flags, announcements and fundamentals apply
     source: str | None = None
     fetch_start: dt.date | None = None
@@ -52,7 +52,7 @@ class SyncReport(msgspec.Struct, kw_only=True):
 
     @property
     def ok(self) -> bool:
-        return self.status == "complete"
+        return self.status == SyncStatus.COMPLETE
 
 
 def count_upsert(report: SyncReport, upsert: UpsertResult) -> None:

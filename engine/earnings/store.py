@@ -28,7 +28,7 @@ import msgspec
 from engine.config import PostgresSettings
 from engine.deps import postgres
 from engine.earnings.migration import MigrationOutcome, lock_table, migrate_earnings, table_names
-from engine.earnings.models import EarningsEvent, Timing
+from engine.earnings.models import EarningsEvent, SyncStatus, Timing, Trigger
 from engine.earnings.plan import COLUMNS, MATCH_DAYS, Key, Move, UpsertPlan, plan_upsert
 from engine.sinks.partitions import quote_ident
 
@@ -48,11 +48,11 @@ class UpsertResult(msgspec.Struct, frozen=True):
 
 class SyncRun(msgspec.Struct, frozen=True, kw_only=True):
     sync_date: dt.date
-    trigger: Literal["schedule", "manual"]
+    trigger: Trigger
     covers: dt.datetime
     started_at: dt.datetime
     finished_at: dt.datetime
-    status: Literal["complete", "failed"]
+    status: SyncStatus
     source: str | None
     summary: dict[str, Any]
 

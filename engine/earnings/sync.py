@@ -25,14 +25,21 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 
 from engine.config import Config, EarningsSettings
 from engine.earnings.cache import EarningsCache, flags_for
 from engine.earnings.calendar import EarningsCalendarFetcher
-from engine.earnings.models import CalendarFetch, Clock, EarningsEvent, utcnow
+from engine.earnings.models import (
+    CalendarFetch,
+    Clock,
+    EarningsEvent,
+    SyncStatus,
+    Trigger,
+    utcnow,
+)
 from engine.earnings.publish import EarningsPublisher, Kind, build_message, message_id
 from engine.earnings.quotesummary import QuoteSummarySource
 from engine.earnings.report import SyncReport, count_upsert, log_fields
@@ -95,7 +102,7 @@ class EarningsSync:
         self,
         sync_date: dt.date,
         *,
-        trigger: Literal["schedule", "manual"],
+        trigger: Trigger,
         covers: dt.datetime,
     ) -> SyncReport:
         """Run one sync; never raises for operational failures (see ``status``/``error``)."""
@@ -109,12 +116,12 @@ class EarningsSync:
         )
         try:
             await self._run(report, covers)
-            report.status = "failed" if report.fundamentals_failed else "complete"
+            report.status = SyncStatus.FAILED if report.fundamentals_failed else SyncStatus.COMPLETE
             if report.fundamentals_failed:
                 report.error = f"fundamentals failed for {len(report.fundamentals_failed)} symbols"
                 report.error_kind = "FundamentalsIncomplete"
         except IngestionError as exc:
-            report.status = "failed"
+            report.status = SyncStatus.FAILED
             report.error = str(exc)[:500]
             report.error_kind = exc.kind
         report.duration_s = round(time.perf_counter() - t0, 3)
@@ -140,7 +147,7 @@ class EarningsSync:
         except IngestionError as exc:  # the run itself is what matters; it will be redone
             log.warning("earnings_run_not_recorded", extra={"error": str(exc)[:300]})
             if report.ok:
-                report.status = "failed"
+                report.status = SyncStatus.FAILED
                 report.error, report.error_kind = str(exc)[:500], exc.kind
 
     async def _run(self, report: SyncReport, covers: dt.datetime) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from engine.commands.earnings import format_report
-from engine.earnings.models import RowIssue
+from engine.earnings.models import RowIssue, SyncStatus, Trigger
 from engine.earnings.report import SyncReport
 
 DAY = dt.date(2026, 11, 25)
@@ -14,8 +14,8 @@ DAY = dt.date(2026, 11, 25)
 def test_a_current_sync_shows_flags_events_and_fundamentals() -> None:
     report = SyncReport(
         sync_date=DAY,
-        trigger="manual",
-        status="complete",
+        trigger=Trigger.MANUAL,
+        status=SyncStatus.COMPLETE,
         source="yahoo_calendar",
         fetch_start=dt.date(2026, 11, 24),
         fetch_end=dt.date(2026, 12, 2),
@@ -33,7 +33,7 @@ def test_a_current_sync_shows_flags_events_and_fundamentals() -> None:
 def test_a_past_failed_sync_shows_the_error_and_no_flags() -> None:
     report = SyncReport(
         sync_date=DAY,
-        trigger="manual",
+        trigger=Trigger.MANUAL,
         current=False,
         fallback_used=True,
         source="yahoo_quotesummary",

@@ -14,7 +14,7 @@ from engine.earnings.models import CalendarPage, EarningsEvent
 from engine.errors import UpstreamPayloadError
 from tests.unit.earnings.events import FETCHED
 
-# id, label, type - as the emulator and (per the fact sheet) Yahoo send them
+# id, label, type - as the emulator and Yahoo send them
 COLS: list[tuple[str, str, str]] = [
     ("ticker", "Symbol", "STRING"),
     ("companyshortname", "Company Name", "STRING"),

@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.config import EarningsSettings
 from engine.earnings.job import EarningsJob
+from engine.earnings.models import SyncStatus, Trigger
 from engine.earnings.report import SyncReport
 from engine.earnings.schedule import NY, WeekdayCalendar
 
@@ -27,15 +28,15 @@ class FakeSync:
     async def _covered(self, day: dt.date) -> dt.datetime | None:
         return self.covers
 
-    async def run(self, day: dt.date, *, trigger: str, covers: dt.datetime) -> SyncReport:
+    async def run(self, day: dt.date, *, trigger: Trigger, covers: dt.datetime) -> SyncReport:
         self.runs.append(day)
         ok = self.outcomes.pop(0)
         if ok:
             self.covers = covers
         return SyncReport(
             sync_date=day,
-            trigger="schedule",
-            status="complete" if ok else "failed",
+            trigger=Trigger.SCHEDULE,
+            status=SyncStatus.COMPLETE if ok else SyncStatus.FAILED,
             error_kind=None if ok else "RateLimitedError",
         )
 
