@@ -48,7 +48,7 @@ import msgspec
 
 from engine import __version__
 from engine.config import Config
-from engine.earnings.job import earnings_main
+from engine.earnings.process import earnings_main
 from engine.errors import SymbolsError
 from engine.observe import logs, metrics
 from engine.observe.alerts import FailureRateWindow

@@ -43,8 +43,8 @@ import msgspec  # noqa: E402
 
 from engine import quote  # noqa: E402
 from engine.config import EarningsSettings, NatsSettings  # noqa: E402
+from engine.earnings import models as earnings_models  # noqa: E402
 from engine.earnings import publish as earnings_publish  # noqa: E402
-from engine.earnings import source as earnings_source  # noqa: E402
 
 SCHEMA_DIR: Final = ROOT / "schemas"
 ID_BASE: Final = "https://ingestion-agent.local/schemas/"
@@ -232,9 +232,9 @@ def _refinements(sub: Subject) -> dict[str, dict[str, Any]]:
     if sub.struct is earnings_publish.EarningsMessage:
         return {
             **common,
-            "timing": {"enum": list(typing.get_args(earnings_source.Timing))},
+            "timing": {"enum": list(typing.get_args(earnings_models.Timing))},
             "source": {
-                "enum": [earnings_source.SOURCE_CALENDAR, earnings_source.SOURCE_QUOTE_SUMMARY]
+                "enum": [earnings_models.SOURCE_CALENDAR, earnings_models.SOURCE_QUOTE_SUMMARY]
             },
             "event_time": {"format": "date-time", "pattern": RFC3339},
             "emitted_at": {"format": "date-time", "pattern": RFC3339},

@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dlq":
             return _dlq(config, args)
         if args.command == "earnings":
-            from engine.earnings.job import sync_command
+            from engine.commands.earnings import sync_command
 
             return uvloop.run(sync_command(config, args.date, sys.stdout))
     except (ConfigError, SymbolsError) as exc:

@@ -76,7 +76,7 @@ async def migrate_command(
     earnings_table: str | None = None,
 ) -> int:
     """Apply pending migrations to ``settings.table`` (and to ``earnings_table``, if given)."""
-    from engine.earnings.store import migrate_earnings
+    from engine.earnings.migration import migrate_earnings
 
     err = err or sys.stderr
     earnings = None

@@ -22,7 +22,9 @@ the symbol), ``eps_trailing``, ``eps_forward``, ``revenue``, ``gross_margin``,
 ``latest_quarter_eps_estimate``, ``latest_quarter_eps_actual``, ``schema_version``.
 
 Symbols in key names are escaped like the quote cache's (:func:`engine.sinks.cache.cache_key`).
-Every Redis failure is raised as :class:`~engine.errors.CacheError` (the sync is retried).
+The client is :func:`engine.deps.redis.client`'s; every Redis failure is raised as
+:class:`~engine.errors.CacheError` through :func:`engine.deps.redis.translate` (the sync is
+retried).
 """
 
 from __future__ import annotations
@@ -30,16 +32,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import aclosing, asynccontextmanager, suppress
 from typing import Any, Final
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from engine.config import EarningsSettings, RedisSettings
-from engine.earnings.source import EarningsEvent, Fundamentals
-from engine.errors import CacheError, ConfigError
+from engine.deps import redis as redis_dep
+from engine.earnings.models import EarningsEvent, Fundamentals, project
+from engine.errors import ConfigError
 from engine.sinks.cache import cache_key
 
 SCHEMA_VERSION: Final = 1
@@ -59,16 +60,7 @@ class FlagValue(msgspec.Struct, frozen=True):
 
 
 def flag_value(e: EarningsEvent) -> FlagValue:
-    return FlagValue(
-        schema_version=SCHEMA_VERSION,
-        symbol=e.symbol,
-        event_date=e.event_date,
-        event_time=e.event_time,
-        timing=e.timing,
-        eps_estimate=e.eps_estimate,
-        company_name=e.company_name,
-        source=e.source,
-    )
+    return project(e, FlagValue, schema_version=SCHEMA_VERSION)
 
 
 def flags_for(events: Iterable[EarningsEvent]) -> dict[str, FlagValue]:
@@ -130,22 +122,13 @@ class EarningsCache:
     async def connect(
         cls, redis: RedisSettings, settings: EarningsSettings
     ) -> AsyncIterator[EarningsCache]:
-        client = aioredis.Redis.from_url(
-            redis.url.reveal(),
-            socket_timeout=redis.timeout_s,
-            socket_connect_timeout=redis.timeout_s,
-            decode_responses=False,
-        )
-        cache = cls(client, settings)
-        try:
+        async with aclosing(cls(redis_dep.client(redis), settings)) as cache:
             yield cache
-        finally:
-            await cache.aclose()
 
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            with suppress(RedisError, OSError):
+            with suppress(*redis_dep.ERRORS):
                 await self._r.aclose()
 
     def flag_key(self, symbol: str) -> str:
@@ -158,20 +141,18 @@ class EarningsCache:
         if not flags:
             return 0
         ttl = self.settings.flag_ttl_s
-        try:
+        with redis_dep.translate("writing earnings flags failed"):
             async with self._r.pipeline(transaction=False) as pipe:
                 for symbol, value in flags.items():
                     pipe.set(self.flag_key(symbol), _encoder.encode(value), ex=ttl)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise CacheError(f"writing earnings flags failed: {type(exc).__name__}: {exc}") from exc
         return len(flags)
 
     async def clear_stale_flags(self, keep: Iterable[str]) -> int:
         """Delete the flags of symbols not in ``keep``; returns how many."""
         wanted = {self.flag_key(s).encode() for s in keep}
         stale: list[bytes] = []
-        try:
+        with redis_dep.translate("clearing earnings flags failed"):
             async for key in self._r.scan_iter(
                 match=self.settings.flag_key_prefix + "*", count=_SCAN_COUNT
             ):
@@ -179,23 +160,17 @@ class EarningsCache:
                     stale.append(key)
             if stale:
                 await self._r.delete(*stale)
-        except (RedisError, OSError) as exc:
-            raise CacheError(
-                f"clearing earnings flags failed: {type(exc).__name__}: {exc}"
-            ) from exc
         return len(stale)
 
     async def fresh_analyses(self, symbols: Sequence[str], since: dt.datetime) -> set[str]:
         """The ``symbols`` whose fundamentals hash was written at or after ``since``."""
         if not symbols:
             return set()
-        try:
+        with redis_dep.translate("reading earnings analyses failed"):
             async with self._r.pipeline(transaction=False) as pipe:
                 for s in symbols:
                     pipe.hget(self.analysis_key(s), "fetched_at_epoch")
                 stamps = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise CacheError(f"reading earnings analyses failed: {type(exc).__name__}") from exc
         cutoff = since.timestamp()
         out: set[str] = set()
         for s, raw in zip(symbols, stamps, strict=True):
@@ -210,7 +185,7 @@ class EarningsCache:
         if not items:
             return 0
         ttl = self.settings.analysis_ttl_s
-        try:
+        with redis_dep.translate("writing earnings analyses failed"):
             async with self._r.pipeline(transaction=True) as pipe:
                 for f in items:
                     key = self.analysis_key(f.symbol)
@@ -219,6 +194,4 @@ class EarningsCache:
                     if ttl:
                         pipe.expire(key, ttl)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise CacheError(f"writing earnings analyses failed: {type(exc).__name__}") from exc
         return len(items)

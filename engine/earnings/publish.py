@@ -31,16 +31,17 @@ import msgspec
 import nats.errors
 
 from engine.config import EarningsSettings, NatsSettings
-from engine.deps.nats import connect as connect_nats
-from engine.deps.nats import ensure_stream
-from engine.earnings.source import EarningsEvent
+from engine.deps import nats as nats_dep
+from engine.earnings.models import EarningsEvent, project
 from engine.errors import PublishError
+from engine.retry import RetryPolicy, retry
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
 Kind = Literal["reporting_today", "eps_reported"]
-_ATTEMPTS: Final = 4
+_PUBLISH_RETRY: Final = RetryPolicy(attempts=4, base_s=0.1, cap_s=2.0, jitter=0.0)
+_DRAIN_TIMEOUT_S: Final = 5.0
 
 
 class EarningsMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,21 +68,7 @@ def message_id(kind: Kind, e: EarningsEvent) -> str:
 def build_message(
     kind: Kind, e: EarningsEvent, sync_date: dt.date, now: dt.datetime
 ) -> EarningsMessage:
-    return EarningsMessage(
-        kind=kind,
-        symbol=e.symbol,
-        event_date=e.event_date,
-        event_time=e.event_time,
-        timing=e.timing,
-        company_name=e.company_name,
-        event_name=e.event_name,
-        eps_estimate=e.eps_estimate,
-        eps_reported=e.eps_reported,
-        surprise_pct=e.surprise_pct,
-        source=e.source,
-        sync_date=sync_date,
-        emitted_at=now,
-    )
+    return project(e, EarningsMessage, kind=kind, sync_date=sync_date, emitted_at=now)
 
 
 class PublishOutcome(msgspec.Struct):
@@ -92,6 +79,27 @@ class PublishOutcome(msgspec.Struct):
 _encoder: Final = msgspec.json.Encoder()
 
 
+@asynccontextmanager
+async def jetstream_connection(settings: NatsSettings, *, attempts: int) -> AsyncIterator[Any]:
+    """A NATS connection (:func:`engine.deps.nats.connect`), drained on exit (closed if the
+    drain fails); the normal close is kept out of the disconnect warnings."""
+    closing = asyncio.Event()
+    nc = await nats_dep.connect(settings, attempts=attempts, closing=closing)
+    try:
+        yield nc
+    finally:
+        if not nc.is_closed:
+            closing.set()
+            try:
+                await asyncio.wait_for(nc.drain(), timeout=_DRAIN_TIMEOUT_S)
+            except (TimeoutError, nats.errors.Error):
+                await nc.close()
+
+
+def _not_acknowledged(exc: BaseException) -> bool:
+    return isinstance(exc, nats_dep.ERRORS)
+
+
 class EarningsPublisher:
     """JetStream publishing of earnings messages; ``async with EarningsPublisher.connect(...)``."""
 
@@ -100,36 +108,22 @@ class EarningsPublisher:
         self.js = nc.jetstream()
         self.settings = settings
         self.timeout_s = timeout_s
-        self.closing = asyncio.Event()
 
     @classmethod
     @asynccontextmanager
     async def connect(
         cls, nats_settings: NatsSettings, settings: EarningsSettings, *, attempts: int = 3
     ) -> AsyncIterator[EarningsPublisher]:
-        closing = asyncio.Event()
-        nc = await connect_nats(nats_settings, attempts=attempts, closing=closing)
-        pub = cls(nc, settings, nats_settings.ack_timeout_s)
-        pub.closing = closing
-        try:
+        """Connect, make sure the earnings stream exists, and publish until the block ends."""
+        async with jetstream_connection(nats_settings, attempts=attempts) as nc:
+            pub = cls(nc, settings, nats_settings.ack_timeout_s)
             stream_settings = msgspec.structs.replace(
                 nats_settings,
                 duplicate_window_s=settings.duplicate_window_s,
                 max_age_s=settings.max_age_s,
             )
-            await ensure_stream(pub.js, settings.stream, settings.subject, stream_settings)
+            await nats_dep.ensure_stream(pub.js, settings.stream, settings.subject, stream_settings)
             yield pub
-        finally:
-            await pub.aclose()
-
-    async def aclose(self) -> None:
-        if self.nc.is_closed:
-            return
-        self.closing.set()
-        try:
-            await asyncio.wait_for(self.nc.drain(), timeout=5)
-        except (TimeoutError, nats.errors.Error):
-            await self.nc.close()
 
     async def publish(self, items: Sequence[tuple[str, EarningsMessage]]) -> PublishOutcome:
         """Publish ``(msg_id, message)`` pairs, each until acknowledged (or PublishError)."""
@@ -143,23 +137,26 @@ class EarningsPublisher:
         return out
 
     async def _publish_one(self, msg_id: str, payload: bytes) -> Any:
-        last: BaseException | None = None
-        for attempt in range(_ATTEMPTS):
-            try:
-                return await self.js.publish(
-                    self.settings.subject,
-                    payload,
-                    timeout=self.timeout_s,
-                    headers={"Nats-Msg-Id": msg_id},
-                )
-            except (nats.errors.Error, OSError, TimeoutError) as exc:
-                last = exc
-                log.warning(
-                    "earnings_publish_retrying",
-                    extra={"msg_id": msg_id, "attempt": attempt + 1, "error": type(exc).__name__},
-                )
-                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
-        raise PublishError(
-            f"earnings message {msg_id} not acknowledged after {_ATTEMPTS} attempts: "
-            f"{type(last).__name__}"
-        ) from last
+        async def publish() -> Any:
+            return await self.js.publish(
+                self.settings.subject,
+                payload,
+                timeout=self.timeout_s,
+                headers={"Nats-Msg-Id": msg_id},
+            )
+
+        def on_retry(attempt: int, exc: BaseException, delay_s: float) -> None:
+            log.warning(
+                "earnings_publish_retrying",
+                extra={"msg_id": msg_id, "attempt": attempt, "error": type(exc).__name__},
+            )
+
+        try:
+            return await retry(
+                publish, _PUBLISH_RETRY, retryable=_not_acknowledged, on_retry=on_retry
+            )
+        except nats_dep.ERRORS as exc:
+            raise PublishError(
+                f"earnings message {msg_id} not acknowledged after {_PUBLISH_RETRY.attempts} "
+                f"attempts: {type(exc).__name__}"
+            ) from exc

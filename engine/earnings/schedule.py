@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
+from engine.retry import backoff_s
+
 NY: Final = ZoneInfo("America/New_York")
 _SEARCH_DAYS: Final = 30  # the longest NYSE closure is far shorter
 
@@ -132,4 +134,4 @@ def retry_delay(failures: int, base_s: float, max_s: float) -> float:
     """Seconds before retry number ``failures`` of a failed sync (doubling, capped)."""
     if failures < 1:
         return 0.0
-    return min(max_s, base_s * 2.0 ** min(failures - 1, 30))
+    return backoff_s(failures - 1, base_s=base_s, cap_s=max_s, jitter=0.0)

@@ -28,9 +28,12 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from engine.commands.earnings import sync_command
 from engine.config import Config, EarningsSettings, load_config
-from engine.earnings.job import EarningsJob, open_services, run_earnings, sync_command
+from engine.earnings.job import EarningsJob
+from engine.earnings.process import run_earnings
 from engine.earnings.schedule import NY, ExchangeCalendar
+from engine.earnings.services import open_services
 from engine.errors import CircuitOpenError
 from engine.source.guard import Outcome
 from yahoo_emulator import EmulatorConfig, RunningEmulator, serve_emulator

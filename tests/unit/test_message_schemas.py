@@ -20,8 +20,8 @@ import jsonschema
 import msgspec
 import pytest
 
+from engine.earnings.models import SOURCE_QUOTE_SUMMARY, EarningsEvent
 from engine.earnings.publish import build_message, message_id
-from engine.earnings.source import SOURCE_QUOTE_SUMMARY, EarningsEvent
 from engine.quote import MARKET_STATES, Quote, Rejection, RejectReason
 from engine.records import OutMessage, encode_dlq, to_messages, to_records, unpublishable
 
