@@ -19,6 +19,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+import msgspec
+
 from engine.observe import metrics
 from engine.records import OutMessage
 from engine.runtime import ipc
@@ -38,14 +40,7 @@ class Releasable(Protocol):
 
 def cycle_published(cycle: int, counts: PublishCounts) -> ipc.CyclePublished:
     """The control message reporting ``cycle``'s publishing to the supervisor."""
-    return ipc.CyclePublished(
-        cycle=cycle,
-        published=counts.published,
-        deduplicated=counts.deduplicated,
-        failed=counts.failed,
-        dlq=counts.dlq,
-        outboxed=counts.outboxed,
-    )
+    return ipc.CyclePublished(cycle=cycle, **msgspec.structs.asdict(counts))
 
 
 class CycleLedger:
