@@ -26,7 +26,6 @@ from typing import Final
 
 from engine.config import Config
 from engine.deps.nats import ERRORS as NATS_ERRORS
-from engine.deps.nats import connect as connect_nats
 from engine.errors import PublishError, StoreError
 from engine.observe import logs, metrics
 from engine.records import to_messages
@@ -65,7 +64,6 @@ class Publisher:
         self.conn = conn
         self.stopping = False
         self.events = [asyncio.Event() for _ in self.rings]
-        self.closing = asyncio.Event()
         self.store: QuoteStore | None = None
         self.cache: QuoteCache | None = None
         self.delivery = Delivery(
@@ -92,17 +90,19 @@ class Publisher:
     # -- the tasks ---------------------------------------------------------------------------
 
     async def _connect(self) -> None:
+        """Connect (retrying until NATS answers), set the streams up, then hold the connection
+        for the delivery until this task is cancelled at stop."""
         s = self.config.nats
-        jsp = JetStreamPublisher(s, await connect_nats(s, closing=self.closing), self.closing)
         try:
-            await jsp.ensure_streams()
+            async with JetStreamPublisher.connect(s) as jsp:
+                self.delivery.connected(jsp)
+                outbox = self.delivery.outbox
+                log.info(
+                    "nats_ready", extra={"url": s.url.redacted(), "outbox_segments": len(outbox)}
+                )
+                await asyncio.Event().wait()
         except PublishError as exc:  # the stream cannot be set up: a configuration problem
             self._fatal(str(exc))
-            await jsp.aclose()
-            return
-        self.delivery.connected(jsp)
-        outbox = self.delivery.outbox
-        log.info("nats_ready", extra={"url": s.url.redacted(), "outbox_segments": len(outbox)})
 
     async def _watch_dlq(self, every_s: float = DLQ_POLL_S) -> None:
         """Report the dead-letter stream's depth (stream info) every ``every_s``."""

@@ -17,12 +17,12 @@ import msgspec
 import pytest
 
 from engine.config import Config, NatsSettings, PostgresSettings, RedisSettings
+from engine.errors import PublishError
 from engine.quote import Quote
 from engine.records import to_records
 from engine.ringbuf import Ring
 from engine.runtime import ipc
 from engine.sinks import jetstream as jetstream_mod
-from engine.sinks import publisher as publisher_mod
 from engine.sinks.publisher import Publisher
 from tests.unit.sinks.fake_jetstream import FakeNats
 
@@ -84,7 +84,7 @@ async def harness(
     async def no_stream_setup(*args: Any) -> None:
         return None
 
-    monkeypatch.setattr(publisher_mod, "connect_nats", connect)
+    monkeypatch.setattr(jetstream_mod, "connect_nats", connect)
     monkeypatch.setattr(jetstream_mod, "ensure_stream", no_stream_setup)
     config = msgspec.structs.replace(
         Config(),
@@ -152,3 +152,20 @@ class TestPublisherProcess:
         assert err.group_contains(RuntimeError, match="dlq watch broke")
         failed = [r for r in caplog.records if r.getMessage() == "task_failed"]
         assert failed and failed[0].task == "dlq-watch"  # type: ignore[attr-defined]
+        assert harness.nats.is_closed
+
+    async def test_streams_that_cannot_be_set_up_are_fatal(
+        self, harness: Harness, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A configuration problem is reported as Fatal (not retried by a restart)."""
+
+        async def refused(*args: Any) -> None:
+            raise PublishError("cannot create stream: another stream owns the subject")
+
+        monkeypatch.setattr(jetstream_mod, "ensure_stream", refused)
+        running = asyncio.create_task(harness.publisher.run())
+        fatal = await harness.expect(ipc.Fatal)
+        assert "another stream owns the subject" in fatal.message
+        assert harness.nats.is_closed and harness.publisher.jsp is None
+        harness.send(ipc.Stop(grace_s=0.1))
+        await asyncio.wait_for(running, 5)
