@@ -25,8 +25,10 @@ import msgspec
 import nats.js.errors
 
 from engine.config import Config
-from engine.deps.nats import connect as connect_nats
+from engine.deps.nats import ERRORS as NATS_ERRORS
+from engine.deps.nats import connection as nats_connection
 from engine.quote import DlqMessage, Rules, YahooQuote, validate
+from engine.records import OutMessage
 
 _dec = msgspec.json.Decoder(DlqMessage)
 _enc = msgspec.json.Encoder()
@@ -62,8 +64,7 @@ async def list_command(
     symbol: str | None = None,
 ) -> int:  # fmt: skip
     s = config.nats
-    nc = await connect_nats(s, attempts=3)
-    try:
+    async with nats_connection(s, attempts=3) as nc:
         js = nc.jetstream()
         n = 0
         print(f"{'seq':>8}  {'kind':13} {'symbol':10} {'reason':22} detail", file=out)
@@ -76,8 +77,6 @@ async def list_command(
                 break
         if n == 0:
             print(f"no dead letters in {s.dlq_stream}", file=out)
-    finally:
-        await nc.close()
     return 0
 
 
@@ -88,7 +87,7 @@ def _fetched_at(d: DlqMessage) -> float:
         return time.time()
 
 
-def _requote(d: DlqMessage, rules: Rules) -> tuple[bytes, str] | None:
+def _requote(d: DlqMessage, rules: Rules, subject: str) -> OutMessage | None:
     """The quote message for a rejected letter that passes the current rules, else None."""
     raw = YahooQuote(
         symbol=d.symbol, quote_type="EQUITY", market_state=d.market_state,
@@ -103,7 +102,7 @@ def _requote(d: DlqMessage, rules: Rules) -> tuple[bytes, str] | None:
         q, source=d.source, correlation_id=d.correlation_id, cycle=d.cycle,
         ingest_time_ns=int(_fetched_at(d) * 1e9),
     )  # fmt: skip
-    return _enc.encode(q.to_message()), q.msg_id
+    return OutMessage(False, q.msg_id, _enc.encode(q.to_message()), d.cycle, subject)
 
 
 async def replay_command(
@@ -112,42 +111,39 @@ async def replay_command(
 ) -> int:  # fmt: skip
     s, v = config.nats, config.validation
     rules = Rules(v.min_price, v.max_price, v.max_age_regular_s, v.max_future_skew_s)
-    nc = await connect_nats(s, attempts=3)
     tally: Counter[str] = Counter()
-    try:
+    async with nats_connection(s, attempts=3) as nc:
         js = nc.jetstream()
         async for seq, d in _letters(js, s.dlq_stream, newest_first=False):
             if not _match(d, reason, symbol):
                 continue
             if d.kind == "unpublishable" and d.original is not None:
-                target = (
-                    d.original.encode(),
+                target: OutMessage | None = OutMessage(
+                    False,
                     d.original_msg_id or "",
+                    d.original.encode(),
+                    d.cycle,
                     d.original_subject or s.subject,
                 )
             elif d.kind == "rejected":
-                re = _requote(d, rules)
-                if re is None:
-                    tally["still_invalid"] += 1
-                    continue
-                target = (re[0], re[1], s.subject)
+                target = _requote(d, rules, s.subject)
             else:
                 tally["not_replayable"] += 1
+                continue
+            if target is None:
+                tally["still_invalid"] += 1
                 continue
             if dry_run:
                 tally["would_replay"] += 1
                 continue
-            payload, msg_id, subject = target
-            headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+            headers = {"Nats-Msg-Id": target.msg_id} if target.msg_id else None
             try:
-                ack = await js.publish(subject, payload, headers=headers)
-            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                ack = await js.publish(target.subject, target.payload, headers=headers)
+            except NATS_ERRORS as exc:
                 tally[f"failed:{type(exc).__name__}"] += 1
                 continue
             tally["duplicate" if ack.duplicate else "replayed"] += 1
             await js.delete_msg(s.dlq_stream, seq)
-    finally:
-        await nc.close()
     summary = " ".join(f"{k}={n}" for k, n in sorted(tally.items())) or "nothing to replay"
     print(f"dlq replay ({s.dlq_stream}): {summary}", file=out)
     return 1 if any(k.startswith("failed") for k in tally) else 0

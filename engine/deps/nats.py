@@ -7,8 +7,8 @@ import asyncio
 import logging
 import math
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
 
 import nats
@@ -159,3 +159,32 @@ async def ensure_stream(js: Any, name: str, subject: str, s: NatsSettings) -> No
         current.duplicate_window = s.duplicate_window_s
         await js.update_stream(current)
         log.info("stream_updated", extra={"stream": name, "subject": subject})
+
+
+async def close(nc: Any, closing: asyncio.Event | None = None, timeout_s: float = 5.0) -> None:
+    """Drain ``nc`` (pending publishes flushed) within ``timeout_s``, else close it; idempotent.
+
+    ``closing`` (the event given to :func:`connect`) is set first, so the disconnect that the
+    drain causes is not logged as a warning.
+    """
+    if nc.is_closed:
+        return
+    if closing is not None:
+        closing.set()
+    try:
+        await asyncio.wait_for(nc.drain(), timeout=timeout_s)
+    except (TimeoutError, nats.errors.Error):
+        await nc.close()
+
+
+@asynccontextmanager
+async def connection(
+    settings: NatsSettings, *, attempts: int | None = None, closing: asyncio.Event | None = None
+) -> AsyncIterator[Any]:
+    """``async with connection(settings) as nc``: :func:`connect`, then :func:`close` on exit."""
+    closing = closing or asyncio.Event()
+    nc = await connect(settings, attempts=attempts, closing=closing)
+    try:
+        yield nc
+    finally:
+        await close(nc, closing)

@@ -7,7 +7,15 @@ import uuid
 import msgspec
 
 from engine.quote import DlqMessage, Quote, QuoteMessage, Rejection, RejectReason
-from engine.records import SOURCES, OutMessage, to_messages, to_records, uuid4_bytes
+from engine.records import (
+    SOURCES,
+    OutMessage,
+    encode_dlq,
+    to_messages,
+    to_records,
+    unpublishable,
+    uuid4_bytes,
+)
 
 T = 1_764_000_000
 
@@ -111,3 +119,17 @@ class TestUnchanged:
         assert [m.msg_id.split(":")[0] for m in d.messages] == ["A"]
         assert [q.symbol for q in d.quotes] == ["A"]
         assert [q.symbol for q in d.unchanged] == ["B"]
+
+
+class TestUnpublishable:
+    def test_refused_message_is_kept_verbatim_in_its_dead_letter(self) -> None:
+        """What ``dlq replay`` needs to re-send it: subject, msg id and payload, unchanged."""
+        m = OutMessage(False, f"BRK-B:{T}", b'{"symbol":"BRK-B"}', 9)
+        letter = unpublishable(m, "data.market.quote", "BadRequestError: too big")
+        assert letter.kind == "unpublishable" and letter.reason == "jetstream_rejected"
+        assert letter.symbol == "BRK-B" and letter.cycle == 9 and letter.source == "engine"
+        assert letter.detail == "BadRequestError: too big"
+        assert letter.original_subject == "data.market.quote"
+        assert letter.original_msg_id == f"BRK-B:{T}"
+        assert letter.original == '{"symbol":"BRK-B"}'
+        assert msgspec.json.decode(encode_dlq(letter), type=DlqMessage) == letter
