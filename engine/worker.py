@@ -34,7 +34,8 @@ from engine.records import to_records
 from engine.ringbuf import LastSeenTable, Ring
 from engine.runtime import ipc
 from engine.runtime.child import ConnReader, child_init, run_loop
-from engine.source.client import MalformedQuote, YahooClient
+from engine.source.client import YahooClient
+from engine.source.decode import MalformedQuote
 from engine.source.guard import Guard
 
 log = logging.getLogger(__name__)

@@ -5,13 +5,16 @@ curl_cffi's ``AsyncSession(impersonate="chrome")``, which reproduces Chrome's TL
 fingerprint. aiohttp is the alternative (e.g. behind a TLS-terminating proxy). Both keep the
 cookie jar (Yahoo's ``A3`` cookie) for the life of the session, and both translate their library's
 exceptions into :class:`~engine.errors.UpstreamTransportError` here, at this one boundary.
+
+A transport has one request path, :meth:`Transport.request`, for GET (no body) and POST of a
+JSON body alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 
 import msgspec
 
@@ -21,6 +24,9 @@ CHROME_HEADERS = {
     "Accept": "application/json,text/plain,*/*",
     "Accept-Language": "en-US,en;q=0.9",
 }
+JSON_BODY_HEADERS = {"Content-Type": "application/json"}
+
+Method = Literal["GET", "POST"]
 
 
 class HttpResponse(msgspec.Struct, frozen=True):
@@ -32,37 +38,29 @@ class HttpResponse(msgspec.Struct, frozen=True):
 
 
 class Transport(Protocol):
-    async def get(
-        self, url: str, params: Mapping[str, str] | None, timeout_s: float
-    ) -> HttpResponse: ...
-
-    async def post_json(
-        self, url: str, params: Mapping[str, str] | None, body: bytes, timeout_s: float
-    ) -> HttpResponse: ...
-
-    async def aclose(self) -> None: ...
-
-
-class _Base:
-    async def _call(
+    async def request(
         self,
-        method: str,
+        method: Method,
         url: str,
         params: Mapping[str, str] | None,
         timeout_s: float,
         body: bytes | None = None,
-    ) -> HttpResponse:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    async def get(
-        self, url: str, params: Mapping[str, str] | None, timeout_s: float
     ) -> HttpResponse:
-        return await self._call("GET", url, params, timeout_s)
+        """One HTTP exchange; ``body`` (JSON) is sent with ``Content-Type: application/json``."""
+        ...
 
-    async def post_json(
-        self, url: str, params: Mapping[str, str] | None, body: bytes, timeout_s: float
-    ) -> HttpResponse:
-        return await self._call("POST", url, params, timeout_s, body)
+    async def aclose(self) -> None: ...
+
+
+def failed(method: str, url: str, exc: BaseException) -> UpstreamTransportError:
+    """The library's exception ``exc`` as the engine's transport error."""
+    return UpstreamTransportError(
+        f"{method} {url.split('?')[0]} failed: {type(exc).__name__}: {exc}", url=url
+    )
+
+
+class _Closing:
+    """``async with transport:`` closes it."""
 
     async def aclose(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -79,7 +77,7 @@ class _Base:
         await self.aclose()
 
 
-class CurlCffiTransport(_Base):
+class CurlCffiTransport(_Closing):
     """curl_cffi AsyncSession impersonating a browser."""
 
     def __init__(self, *, impersonate: str, max_clients: int) -> None:
@@ -90,9 +88,9 @@ class CurlCffiTransport(_Base):
         )
         self._closed = False
 
-    async def _call(
+    async def request(
         self,
-        method: str,
+        method: Method,
         url: str,
         params: Mapping[str, str] | None,
         timeout_s: float,
@@ -100,21 +98,18 @@ class CurlCffiTransport(_Base):
     ) -> HttpResponse:
         from curl_cffi.requests.exceptions import RequestException
 
-        headers = {"Content-Type": "application/json"} if body is not None else None
         try:
             r = await self._session.request(
                 method,
                 url,
                 params=dict(params) if params else None,
                 data=body,
-                headers=headers,
+                headers=JSON_BODY_HEADERS if body is not None else None,
                 timeout=timeout_s,
                 allow_redirects=True,
             )
         except RequestException as exc:
-            raise UpstreamTransportError(
-                f"{method} {url.split('?')[0]} failed: {type(exc).__name__}: {exc}", url=url
-            ) from exc
+            raise failed(method, url, exc) from exc
         return HttpResponse(
             status=int(r.status_code),
             body=bytes(r.content),
@@ -129,7 +124,7 @@ class CurlCffiTransport(_Base):
             await self._session.close()
 
 
-class AiohttpTransport(_Base):
+class AiohttpTransport(_Closing):
     """aiohttp ClientSession with browser-like headers (no TLS impersonation)."""
 
     USER_AGENT = (
@@ -147,23 +142,22 @@ class AiohttpTransport(_Base):
             connector=aiohttp.TCPConnector(limit=max(1, max_clients)),
         )
 
-    async def _call(
+    async def request(
         self,
-        method: str,
+        method: Method,
         url: str,
         params: Mapping[str, str] | None,
         timeout_s: float,
         body: bytes | None = None,
     ) -> HttpResponse:
         aiohttp = self._aiohttp
-        headers = {"Content-Type": "application/json"} if body is not None else None
         try:
             async with self._session.request(
                 method,
                 url,
                 params=params,
                 data=body,
-                headers=headers,
+                headers=JSON_BODY_HEADERS if body is not None else None,
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as r:
                 data = await r.read()
@@ -175,9 +169,7 @@ class AiohttpTransport(_Base):
                     url=url,
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamTransportError(
-                f"{method} {url.split('?')[0]} failed: {type(exc).__name__}: {exc}", url=url
-            ) from exc
+            raise failed(method, url, exc) from exc
 
     async def aclose(self) -> None:
         await self._session.close()
