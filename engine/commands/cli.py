@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(config, args)
         if args.command == "symbols":
-            from engine.source.symbols import check_command
+            from engine.commands.symbols import check_command
 
             mode = args.on_invalid or config.symbols.on_invalid
             return check_command(args.file, mode, sys.stdout, n_shards=config.workers.shards)

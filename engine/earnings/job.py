@@ -75,7 +75,7 @@ from engine.runtime import ipc
 from engine.runtime.child import ConnReader, child_init, run_loop
 from engine.source.client import YahooClient
 from engine.source.guard import Guard
-from engine.source.symbols import load_symbols
+from engine.source.universe import load_symbols
 
 log = logging.getLogger(__name__)
 

@@ -60,7 +60,7 @@ import msgspec
 
 from engine.errors import UpstreamError, UpstreamPayloadError, UpstreamStatusError
 from engine.source.client import YahooClient
-from engine.source.symbols import check_symbol
+from engine.source.notation import check_symbol
 from engine.source.transport import HttpResponse
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
-"""Specification of engine.source.symbols: notation, validation, loading, shards, the check
-command."""
+"""Specification of the symbol modules: notation (engine.source.notation), loading
+(engine.source.universe, engine.source.symbolfile), shards (engine.source.shards) and the check
+command (engine.commands.symbols)."""
 
 from __future__ import annotations
 
@@ -19,22 +20,12 @@ from typing import ClassVar
 import msgspec
 import pytest
 
+from engine.commands.symbols import check_command
 from engine.errors import ConfigError, SymbolsError
-from engine.source.symbols import (
-    MAX_FILE_BYTES,
-    MAX_SYMBOL_LEN,
-    Problem,
-    Shard,
-    SymbolMeta,
-    Universe,
-    assign_shards,
-    build_shards,
-    check_command,
-    check_symbol,
-    load_symbols,
-    nasdaq_to_yahoo,
-    shard_of,
-)
+from engine.source.notation import MAX_SYMBOL_LEN, check_symbol, nasdaq_to_yahoo
+from engine.source.shards import Shard, assign_shards, build_shards, shard_of
+from engine.source.symbolfile import SymbolMeta
+from engine.source.universe import MAX_FILE_BYTES, Problem, Universe, load_symbols
 
 REPO = Path(__file__).resolve().parents[3]
 SYMBOLS_JSON = REPO / "symbols.json"
@@ -558,7 +549,7 @@ class TestShardOf:
         syms = ["AAPL", "MSFT", "BRK-B", "ABR-PD", "GOOG", "XOM"]
         here = [shard_of(s, 64) for s in syms]
         code = (
-            "import json,sys; from engine.source.symbols import shard_of; "
+            "import json,sys; from engine.source.shards import shard_of; "
             f"print(json.dumps([shard_of(s, 64) for s in {syms!r}]))"
         )
         for seed in ("1", "987654"):
