@@ -106,11 +106,10 @@ class RingSink:
         written: list[tuple[int, int]] = []
         rejections: list[Rejection] = []
         for yq in quotes:
-            q, rej = validate(yq, now_s=now, rules=self._rules)
-            if rej is not None:
-                rejections.append(rej)
+            q = validate(yq, now_s=now, rules=self._rules)
+            if isinstance(q, Rejection):
+                rejections.append(q)
                 continue
-            assert q is not None
             stats.regular += q.market_state == "REGULAR"
             idx = self.index_of.get(q.symbol)
             if idx is not None and times is not None:

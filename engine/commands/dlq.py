@@ -26,7 +26,7 @@ import nats.js.errors
 
 from engine.config import Config
 from engine.deps.nats import connect as connect_nats
-from engine.quote import DlqMessage, Rules, YahooQuote, validate
+from engine.quote import DlqMessage, Rejection, Rules, YahooQuote, validate
 
 _dec = msgspec.json.Decoder(DlqMessage)
 _enc = msgspec.json.Encoder()
@@ -96,8 +96,8 @@ def _requote(d: DlqMessage, rules: Rules) -> tuple[bytes, str] | None:
         regular_market_volume=d.volume, regular_market_change_percent=d.change_percent,
         currency=d.currency, exchange=d.exchange,
     )  # fmt: skip
-    q, _ = validate(raw, now_s=_fetched_at(d), rules=rules)
-    if q is None:
+    q = validate(raw, now_s=_fetched_at(d), rules=rules)
+    if isinstance(q, Rejection):
         return None
     q = msgspec.structs.replace(
         q, source=d.source, correlation_id=d.correlation_id, cycle=d.cycle,
