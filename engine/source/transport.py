@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Self
 
 import msgspec
 
@@ -37,7 +37,25 @@ class HttpResponse(msgspec.Struct, frozen=True):
     url: str
 
 
-class Transport(Protocol):
+class HttpRequest(msgspec.Struct, frozen=True):
+    method: Method
+    url: str
+    params: Mapping[str, str] | None
+    timeout_s: float
+    body: bytes | None = None  # JSON, sent with Content-Type: application/json
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return JSON_BODY_HEADERS if self.body is not None else None
+
+
+class Transport:
+    """One HTTP client session; subclasses send a request with their library (:meth:`_send`)
+    and name the library's exceptions (``_library_errors``), which :meth:`request` translates
+    into :class:`~engine.errors.UpstreamTransportError`."""
+
+    _library_errors: tuple[type[BaseException], ...] = ()
+
     async def request(
         self,
         method: Method,
@@ -46,21 +64,16 @@ class Transport(Protocol):
         timeout_s: float,
         body: bytes | None = None,
     ) -> HttpResponse:
-        """One HTTP exchange; ``body`` (JSON) is sent with ``Content-Type: application/json``."""
-        ...
+        """One HTTP exchange (GET without a body, POST with a JSON body)."""
+        try:
+            return await self._send(HttpRequest(method, url, params, timeout_s, body))
+        except self._library_errors as exc:
+            raise UpstreamTransportError(
+                f"{method} {url.split('?')[0]} failed: {type(exc).__name__}: {exc}", url=url
+            ) from exc
 
-    async def aclose(self) -> None: ...
-
-
-def failed(method: str, url: str, exc: BaseException) -> UpstreamTransportError:
-    """The library's exception ``exc`` as the engine's transport error."""
-    return UpstreamTransportError(
-        f"{method} {url.split('?')[0]} failed: {type(exc).__name__}: {exc}", url=url
-    )
-
-
-class _Closing:
-    """``async with transport:`` closes it."""
+    async def _send(self, req: HttpRequest) -> HttpResponse:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     async def aclose(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -77,45 +90,35 @@ class _Closing:
         await self.aclose()
 
 
-class CurlCffiTransport(_Closing):
+class CurlCffiTransport(Transport):
     """curl_cffi AsyncSession impersonating a browser."""
 
     def __init__(self, *, impersonate: str, max_clients: int) -> None:
         from curl_cffi.requests import AsyncSession
+        from curl_cffi.requests.exceptions import RequestException
 
+        self._library_errors = (RequestException,)
         self._session: Any = AsyncSession(
             impersonate=impersonate, max_clients=max(1, max_clients), headers=CHROME_HEADERS
         )
         self._closed = False
 
-    async def request(
-        self,
-        method: Method,
-        url: str,
-        params: Mapping[str, str] | None,
-        timeout_s: float,
-        body: bytes | None = None,
-    ) -> HttpResponse:
-        from curl_cffi.requests.exceptions import RequestException
-
-        try:
-            r = await self._session.request(
-                method,
-                url,
-                params=dict(params) if params else None,
-                data=body,
-                headers=JSON_BODY_HEADERS if body is not None else None,
-                timeout=timeout_s,
-                allow_redirects=True,
-            )
-        except RequestException as exc:
-            raise failed(method, url, exc) from exc
+    async def _send(self, req: HttpRequest) -> HttpResponse:
+        r = await self._session.request(
+            req.method,
+            req.url,
+            params=dict(req.params) if req.params else None,
+            data=req.body,
+            headers=req.headers,
+            timeout=req.timeout_s,
+            allow_redirects=True,
+        )
         return HttpResponse(
             status=int(r.status_code),
             body=bytes(r.content),
             content_type=str(r.headers.get("content-type") or ""),
             retry_after=r.headers.get("retry-after"),
-            url=url,
+            url=req.url,
         )
 
     async def aclose(self) -> None:
@@ -124,7 +127,7 @@ class CurlCffiTransport(_Closing):
             await self._session.close()
 
 
-class AiohttpTransport(_Closing):
+class AiohttpTransport(Transport):
     """aiohttp ClientSession with browser-like headers (no TLS impersonation)."""
 
     USER_AGENT = (
@@ -136,40 +139,29 @@ class AiohttpTransport(_Closing):
         import aiohttp
 
         self._aiohttp = aiohttp
+        self._library_errors = (aiohttp.ClientError, TimeoutError)
         self._session = aiohttp.ClientSession(
             headers={**CHROME_HEADERS, "User-Agent": self.USER_AGENT},
             cookie_jar=aiohttp.CookieJar(unsafe=True),  # accept cookies from IP origins too
             connector=aiohttp.TCPConnector(limit=max(1, max_clients)),
         )
 
-    async def request(
-        self,
-        method: Method,
-        url: str,
-        params: Mapping[str, str] | None,
-        timeout_s: float,
-        body: bytes | None = None,
-    ) -> HttpResponse:
-        aiohttp = self._aiohttp
-        try:
-            async with self._session.request(
-                method,
-                url,
-                params=params,
-                data=body,
-                headers=JSON_BODY_HEADERS if body is not None else None,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-            ) as r:
-                data = await r.read()
-                return HttpResponse(
-                    status=r.status,
-                    body=data,
-                    content_type=r.headers.get("Content-Type", ""),
-                    retry_after=r.headers.get("Retry-After"),
-                    url=url,
-                )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise failed(method, url, exc) from exc
+    async def _send(self, req: HttpRequest) -> HttpResponse:
+        async with self._session.request(
+            req.method,
+            req.url,
+            params=req.params,
+            data=req.body,
+            headers=req.headers,
+            timeout=self._aiohttp.ClientTimeout(total=req.timeout_s),
+        ) as r:
+            return HttpResponse(
+                status=r.status,
+                body=await r.read(),
+                content_type=r.headers.get("Content-Type", ""),
+                retry_after=r.headers.get("Retry-After"),
+                url=req.url,
+            )
 
     async def aclose(self) -> None:
         await self._session.close()
