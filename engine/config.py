@@ -112,9 +112,13 @@ class WorkersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     (JetStream would deduplicate it only within its duplicate window)."""
 
 
+OnInvalid = Literal["reject", "skip"]
+"""What a bad line of the symbols file does: stop the load, or be skipped (and logged)."""
+
+
 class SymbolsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     file: str = "symbols.json"
-    on_invalid: Literal["reject", "skip"] = "reject"
+    on_invalid: OnInvalid = "reject"
 
 
 class NatsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

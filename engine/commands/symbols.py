@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TextIO
+from typing import Final, TextIO, get_args
 
+from engine.config import OnInvalid, WorkersSettings
 from engine.errors import SymbolsError
 from engine.source.shards import build_shards
-from engine.source.universe import OnInvalid, Universe, load_symbols
+from engine.source.universe import Universe, load_symbols
+
+_DEFAULT_SHARDS: Final = WorkersSettings().shards
 
 
-def check_command(path: str, on_invalid: str, out: TextIO, *, n_shards: int = 64) -> int:
+def check_command(
+    path: str, on_invalid: str, out: TextIO, *, n_shards: int = _DEFAULT_SHARDS
+) -> int:
     """``ingestion-agent symbols check FILE``: print a summary or every problem; 0 = usable."""
-    if on_invalid not in ("reject", "skip"):
+    if on_invalid not in get_args(OnInvalid):
         print(f"error: --on-invalid must be 'reject' or 'skip', not {on_invalid!r}", file=out)
         return 1
     mode: OnInvalid = "skip" if on_invalid == "skip" else "reject"

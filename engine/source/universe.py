@@ -19,10 +19,11 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple, get_args
 
 import msgspec
 
+from engine.config import OnInvalid, SymbolsSettings
 from engine.errors import ConfigError, SymbolsError
 from engine.source.notation import check_symbol
 from engine.source.symbolfile import (
@@ -41,9 +42,9 @@ MAX_FILE_BYTES: Final = 50 * 1024 * 1024
 """A symbols file larger than this is refused before it is read (5,000 symbols are ~0.5 MB)."""
 MESSAGE_PROBLEMS: Final = 5
 """How many problems a :class:`SymbolsError` message quotes (all of them are in ``problems``)."""
+_DEFAULT_MODE: Final = SymbolsSettings().on_invalid
+_ALLOWED_MODES: Final = ", ".join(repr(m) for m in get_args(OnInvalid))
 _SAFE_SHOW_RE: Final = re.compile(r"[!-~](?:[ -~]{0,38}[!-~])?")  # printable ASCII, trimmed
-
-OnInvalid = Literal["reject", "skip"]
 
 
 def _show(value: object) -> str:
@@ -83,16 +84,16 @@ class Universe(msgspec.Struct, frozen=True, kw_only=True):
         return len(self.symbols)
 
 
-def load_symbols(path: str | os.PathLike[str], on_invalid: OnInvalid = "reject") -> Universe:
+def load_symbols(path: str | os.PathLike[str], on_invalid: OnInvalid = _DEFAULT_MODE) -> Universe:
     """Load and validate a symbols file (JSON or CSV, chosen by extension, else by content).
 
     Raises :class:`~engine.errors.SymbolsError` if the file is unreadable, not UTF-8, not JSON
     or CSV, over :data:`MAX_FILE_BYTES`, yields no valid symbol, or (``reject`` mode) has any
     bad line. ``problems`` on the error lists every ``(line, symbol, reason)``.
     """
-    if on_invalid not in ("reject", "skip"):
+    if on_invalid not in get_args(OnInvalid):
         raise ConfigError(
-            f"symbols.on_invalid = {on_invalid!r}; allowed: 'reject', 'skip'",
+            f"symbols.on_invalid = {on_invalid!r}; allowed: {_ALLOWED_MODES}",
             key="symbols.on_invalid",
         )
     p = Path(path)
