@@ -6,6 +6,8 @@ Environment values are strings; they are converted to the field's type (``"true"
 booleans, JSON for lists). Anything invalid raises :class:`~engine.errors.ConfigError` naming the
 key (and its env name), the offending value and what is allowed. Values of secret fields
 (DSNs, URLs that may carry a password) are wrapped in :class:`Secret` and never printed.
+The Structs here are the one place each setting and its default is defined; the loading
+machinery (environment variables, per-key checks and messages) is :mod:`engine.configload`.
 """
 
 from __future__ import annotations
@@ -17,56 +19,15 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import msgspec
 
+from engine.configload import Secret as Secret
+from engine.configload import SettingError, build, env_overrides
+from engine.configload import env_name as env_name
+from engine.configload import redact_url as redact_url
 from engine.errors import ConfigError
-
-ENV_PREFIX: Final = "INGEST_"
-RESERVED_ENV: Final = frozenset({"INGEST_CONFIG"})  # the config file path (read by the CLI)
-
-
-class Secret:
-    """A string that never shows itself in repr/str/logs. Use :meth:`reveal` at the point of use."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def redacted(self) -> str:
-        """The value as a URL with any user/password replaced by ``***`` (for logs)."""
-        return redact_url(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def redact_url(url: str) -> str:
-    """``scheme://user:pass@host/db`` -> ``scheme://***@host/db``; other strings unchanged."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, "", ""))
-
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
@@ -114,19 +75,21 @@ class YahooSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 or not parts.netloc
                 or parts.path not in ("", "/")
             ):
-                raise ValueError(
-                    f"base_url: {self.base_url!r} must be one origin such as "
-                    "http://127.0.0.1:8765 (scheme and host, no path), or empty for real Yahoo"
+                raise SettingError(
+                    "base_url",
+                    f"{self.base_url!r} must be one origin such as "
+                    "http://127.0.0.1:8765 (scheme and host, no path), or empty for real Yahoo",
                 )
         if not self.rate_min_rps <= self.rate_initial_rps <= self.rate_max_rps:
-            raise ValueError(
-                f"rate_initial_rps: {self.rate_initial_rps} must lie between rate_min_rps "
-                f"({self.rate_min_rps}) and rate_max_rps ({self.rate_max_rps})"
+            raise SettingError(
+                "rate_initial_rps",
+                f"{self.rate_initial_rps} must lie between rate_min_rps "
+                f"({self.rate_min_rps}) and rate_max_rps ({self.rate_max_rps})",
             )
         if self.backoff_max_s < self.backoff_base_s:
-            raise ValueError(
-                f"backoff_max_s: {self.backoff_max_s} must be >= "
-                f"backoff_base_s ({self.backoff_base_s})"
+            raise SettingError(
+                "backoff_max_s",
+                f"{self.backoff_max_s} must be >= backoff_base_s ({self.backoff_base_s})",
             )
 
 
@@ -149,9 +112,13 @@ class WorkersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     (JetStream would deduplicate it only within its duplicate window)."""
 
 
+OnInvalid = Literal["reject", "skip"]
+"""What a bad line of the symbols file does: stop the load, or be skipped (and logged)."""
+
+
 class SymbolsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     file: str = "symbols.json"
-    on_invalid: Literal["reject", "skip"] = "reject"
+    on_invalid: OnInvalid = "reject"
 
 
 class NatsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -214,8 +181,8 @@ class ValidationSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True
 
     def __post_init__(self) -> None:
         if self.max_price <= self.min_price:
-            raise ValueError(
-                f"max_price: {self.max_price} must be greater than min_price ({self.min_price})"
+            raise SettingError(
+                "max_price", f"{self.max_price} must be greater than min_price ({self.min_price})"
             )
 
 
@@ -267,14 +234,14 @@ class EarningsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if not self.sync_times:
-            raise ValueError("sync_times: must list at least one HH:MM time")
+            raise SettingError("sync_times", "must list at least one HH:MM time")
         for t in self.sync_times:
             if not _HHMM.match(t):
-                raise ValueError(f"sync_times: {t!r} is not an HH:MM time (00:00-23:59)")
+                raise SettingError("sync_times", f"{t!r} is not an HH:MM time (00:00-23:59)")
         if self.retry_max_s < self.retry_base_s:
-            raise ValueError(f"retry_max_s: {self.retry_max_s} must be >= retry_base_s")
+            raise SettingError("retry_max_s", f"{self.retry_max_s} must be >= retry_base_s")
         if self.flag_key_prefix == self.analysis_key_prefix:
-            raise ValueError("flag_key_prefix and analysis_key_prefix must differ")
+            raise SettingError("flag_key_prefix", "must differ from analysis_key_prefix")
 
     def times(self) -> tuple[dt.time, ...]:
         """``sync_times`` as sorted, distinct :class:`datetime.time` values."""
@@ -303,135 +270,6 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             return max(1, os.cpu_count() or 1)
 
 
-def _dec_hook(tp: type, obj: Any) -> Any:
-    if tp is Secret:
-        if isinstance(obj, str):
-            return Secret(obj)
-        raise ValueError("Expected `str`")
-    raise NotImplementedError
-
-
-def _section_types() -> dict[str, type[msgspec.Struct]]:
-    hints = msgspec.structs.fields(Config)
-    out: dict[str, type[msgspec.Struct]] = {}
-    for f in hints:
-        tp = f.type
-        assert isinstance(tp, type) and issubclass(tp, msgspec.Struct)
-        out[f.name] = tp
-    return out
-
-
-def _secret_keys() -> set[str]:
-    keys = set()
-    for section, tp in _section_types().items():
-        for f in msgspec.structs.fields(tp):
-            if f.type is Secret:
-                keys.add(f"{section}.{f.name}")
-    return keys
-
-
-def env_name(key: str) -> str:
-    """``scheduler.interval_s`` -> ``INGEST_SCHEDULER__INTERVAL_S``."""
-    section, _, field = key.partition(".")
-    return f"{ENV_PREFIX}{section.upper()}__{field.upper()}"
-
-
-_ENV_RE: Final = re.compile(r"^INGEST_([A-Z0-9_]+?)__([A-Z0-9_]+)$")
-
-
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    sections = _section_types()
-    out: dict[str, dict[str, Any]] = {}
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
-            continue
-        m = _ENV_RE.match(name)
-        if not m:
-            raise ConfigError(
-                f"environment variable {name} is not of the form INGEST_<SECTION>__<KEY> "
-                "(two underscores between section and key); unset it or fix its name",
-                key=name,
-            )
-        section, field = m.group(1).lower(), m.group(2).lower()
-        if section not in sections:
-            raise ConfigError(
-                f"environment variable {name}: unknown section {section!r}; "
-                f"allowed sections: {', '.join(sorted(sections))}",
-                key=name,
-            )
-        tp = sections[section]
-        fields = {f.name: f for f in msgspec.structs.fields(tp)}
-        if field not in fields:
-            raise ConfigError(
-                f"environment variable {name}: unknown key {field!r} in [{section}]; "
-                f"allowed keys: {', '.join(sorted(fields))}",
-                key=name,
-            )
-        out.setdefault(section, {})[field] = _parse_env_value(value, fields[field].type)
-    return out
-
-
-def _parse_env_value(value: str, tp: Any) -> Any:
-    """Env strings -> something msgspec.convert(strict=False) accepts for ``tp``."""
-    origin = getattr(tp, "__origin__", None)
-    if origin in (list, tuple) or (isinstance(tp, type) and issubclass(tp, (list, tuple))):
-        try:
-            return msgspec.json.decode(value)
-        except msgspec.DecodeError:
-            return [v.strip() for v in value.split(",") if v.strip()]
-    return value
-
-
-def _format_error(exc: msgspec.ValidationError, raw: Mapping[str, Any], env_keys: set[str]) -> str:
-    msg = str(exc)
-    m = re.search(r" - at `\$\.([A-Za-z0-9_]+)(?:\.([A-Za-z0-9_]+))?`", msg)
-    what = msg.split(" - at `")[0]
-    if not m:
-        return f"invalid configuration: {what}"
-    section, field = m.group(1), m.group(2)
-    if field is None:
-        um = re.match(r"Object contains unknown field `([^`]+)`", what)
-        if um:
-            allowed = ", ".join(f.name for f in msgspec.structs.fields(_section_types()[section]))
-            return (
-                f"invalid configuration: unknown key {section}.{um.group(1)} (config file); "
-                f"allowed keys in [{section}]: {allowed}"
-            )
-        fm = re.match(r"([a-z_]+): (.*)$", what)
-        if fm:
-            key = f"{section}.{fm.group(1)}"
-            origin = f"environment {env_name(key)}" if key in env_keys else "config file"
-            return f"invalid configuration: {key} ({origin}): {fm.group(2)}"
-        return (
-            f"invalid configuration section [{section}]: {what}; "
-            f"allowed sections: {', '.join(sorted(_section_types()))}"
-        )
-    key = f"{section}.{field}"
-    value = (
-        raw.get(section, {}).get(field, "<default>") if isinstance(raw.get(section), dict) else "?"
-    )
-    shown = "***" if key in _secret_keys() else repr(value)
-    origin = f"environment {env_name(key)}" if key in env_keys else "config file"
-    if what.startswith("Object contains unknown field"):
-        allowed = ", ".join(f.name for f in msgspec.structs.fields(_section_types()[section]))
-        return (
-            f"invalid configuration: unknown key {key} ({origin}); "
-            f"allowed keys in [{section}]: {allowed}"
-        )
-    return f"invalid configuration: {key} = {shown} ({origin}): {what}{_allowed(section, field)}"
-
-
-def _allowed(section: str, field: str) -> str:
-    """``; allowed: 'a', 'b'`` for Literal-typed fields (msgspec only says "Invalid enum value")."""
-    tp = _section_types().get(section)
-    if tp is None:
-        return ""
-    for f in msgspec.structs.fields(tp):
-        if f.name == field and getattr(f.type, "__origin__", None) is Literal:
-            return "; allowed: " + ", ".join(repr(a) for a in f.type.__args__)
-    return ""
-
-
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Load ``path`` (TOML; None = defaults only) and apply ``INGEST_*`` environment overrides."""
     env = os.environ if environ is None else environ
@@ -448,7 +286,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             ) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}", key="--config") from None
-    overrides = _env_overrides(env)
+    overrides = env_overrides(env, Config)
     env_keys: set[str] = set()
     for section, values in overrides.items():
         current = raw.get(section)
@@ -456,10 +294,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             raise ConfigError(f"config file: [{section}] must be a table", key=section)
         raw.setdefault(section, {}).update(values)
         env_keys.update(f"{section}.{k}" for k in values)
-    try:
-        return msgspec.convert(raw, Config, strict=False, dec_hook=_dec_hook)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(_format_error(exc, raw, env_keys)) from None
+    return build(raw, Config, env_keys)
 
 
 def describe(config: Config) -> dict[str, Any]:

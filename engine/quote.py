@@ -21,21 +21,15 @@ from typing import Final, Literal
 
 import msgspec
 
+from engine.config import ValidationSettings
+
 SCHEMA_VERSION: Final = 1
 
 
-class Rules(msgspec.Struct, frozen=True):
-    """Bounds of :func:`validate`; defaults are the product spec (config ``[validation]``).
-
-    With the spec's ``max_price`` BRK-A (~$740k) is rejected as ``price_out_of_range``; raise
-    ``validation.max_price`` to accept it.
-    """
-
-    min_price: float = 0.01  # USD, exclusive
-    max_price: float = 100_000.0  # USD, exclusive
-    max_age_regular_s: float = 300.0  # a REGULAR-session quote older than this is stale
-    max_future_skew_s: float = 120.0  # a market time further ahead of our clock is bogus
-
+Rules = ValidationSettings
+"""Bounds of :func:`validate`: the config's ``[validation]`` section, whose defaults are the
+product spec (prices exclusive, in USD). With the spec's ``max_price`` BRK-A (~$740k) is rejected
+as ``price_out_of_range``; raise ``validation.max_price`` to accept it."""
 
 DEFAULT_RULES: Final = Rules()
 
@@ -104,20 +98,9 @@ class Quote(msgspec.Struct, frozen=True):
         """The document published on ``data.market.quote`` and cached at ``market:{SYMBOL}``."""
         return QuoteMessage(
             schema_version=SCHEMA_VERSION,
-            symbol=self.symbol,
-            price=self.price,
-            volume=self.volume,
-            change_percent=self.change_percent,
             timestamp=iso_seconds(self.market_time),
-            market_time=self.market_time,
-            currency=self.currency,
-            exchange=self.exchange,
-            market_state=self.market_state,
-            source=self.source,
             ingest_time=iso_micros(self.ingest_time_ns),
-            correlation_id=self.correlation_id,
-            cycle=self.cycle,
-            stale=self.stale,
+            **{f: getattr(self, f) for f in _MESSAGE_FIELDS},
         )
 
 
@@ -155,6 +138,12 @@ class QuoteMessage(msgspec.Struct, frozen=True, omit_defaults=False):
     correlation_id: str
     cycle: int
     stale: bool = False  # older than 5 min outside regular hours (expected then; still published)
+
+
+_MESSAGE_FIELDS: Final = tuple(
+    f for f in QuoteMessage.__struct_fields__ if f in Quote.__struct_fields__
+)
+"""Fields a :class:`QuoteMessage` copies from its :class:`Quote` unchanged."""
 
 
 class DlqMessage(msgspec.Struct, frozen=True):
@@ -199,75 +188,78 @@ def iso_micros(epoch_ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{ns // 1000:06d}Z"
 
 
-def validate(
-    raw: YahooQuote, *, now_s: float, rules: Rules = DEFAULT_RULES
-) -> tuple[Quote | None, Rejection | None]:
-    """Apply the product's quote rules. Exactly one of the two results is not None.
+def _rejection(raw: YahooQuote, reason: RejectReason, detail: str) -> Rejection:
+    """``raw`` rejected for ``reason``, carrying what Yahoo sent."""
+    return Rejection(
+        raw.symbol,
+        reason,
+        detail[:90],
+        raw.regular_market_time,
+        raw.regular_market_price,
+        raw.regular_market_volume,
+        raw.regular_market_change_percent,
+        raw.market_state,
+        raw.currency,
+        raw.exchange,
+    )
+
+
+def _broken_rule(raw: YahooQuote, now_s: float, rules: Rules) -> tuple[RejectReason, str] | None:
+    """The first rule ``raw`` breaks, with the detail naming the value; None if it passes."""
+    if raw.quote_type == "NONE":
+        return RejectReason.NOT_TRADED, "quoteType NONE (delisted or renamed)"
+    price, t, vol = raw.regular_market_price, raw.regular_market_time, raw.regular_market_volume
+    if price is None:
+        return RejectReason.MISSING_PRICE, "regularMarketPrice absent"
+    if t is None:
+        return RejectReason.MISSING_TIME, "regularMarketTime absent"
+    state = raw.market_state
+    if state is None:
+        return RejectReason.MISSING_MARKET_STATE, "marketState absent"
+    if state not in MARKET_STATES:
+        return RejectReason.UNKNOWN_MARKET_STATE, f"marketState={state!r}"
+    if not (math.isfinite(price) and rules.min_price < price < rules.max_price):
+        return (
+            RejectReason.PRICE_OUT_OF_RANGE,
+            f"price={price!r} not in ({rules.min_price}, {rules.max_price})",
+        )
+    if vol is None:
+        return RejectReason.MISSING_VOLUME, "regularMarketVolume absent"
+    if vol < 0:
+        return RejectReason.NEGATIVE_VOLUME, f"volume={vol}"
+    age = now_s - t
+    if age < -rules.max_future_skew_s:
+        return RejectReason.FUTURE_TIMESTAMP, f"market time {-age:.0f}s ahead"
+    if age > rules.max_age_regular_s and state == "REGULAR":
+        return RejectReason.STALE, f"age={age:.0f}s > {rules.max_age_regular_s:.0f}s in REGULAR"
+    return None
+
+
+def validate(raw: YahooQuote, *, now_s: float, rules: Rules = DEFAULT_RULES) -> Quote | Rejection:
+    """Apply the product's quote rules: the :class:`Quote`, or the :class:`Rejection` saying why.
 
     ``now_s`` is the caller's clock (epoch seconds); the returned :class:`Quote` has placeholder
     ``source``/``ingest_time_ns``/``correlation_id`` that the caller fills with
     :func:`msgspec.structs.replace` (kept out of here so this stays pure).
     """
-    sym = raw.symbol
-
-    def reject(reason: RejectReason, detail: str) -> tuple[None, Rejection]:
-        return None, Rejection(
-            sym,
-            reason,
-            detail[:90],
-            raw.regular_market_time,
-            raw.regular_market_price,
-            raw.regular_market_volume,
-            raw.regular_market_change_percent,
-            raw.market_state,
-            raw.currency,
-            raw.exchange,
-        )
-
-    if raw.quote_type == "NONE":
-        return reject(RejectReason.NOT_TRADED, "quoteType NONE (delisted or renamed)")
-    price, t, vol = raw.regular_market_price, raw.regular_market_time, raw.regular_market_volume
-    if price is None:
-        return reject(RejectReason.MISSING_PRICE, "regularMarketPrice absent")
-    if t is None:
-        return reject(RejectReason.MISSING_TIME, "regularMarketTime absent")
-    state = raw.market_state
-    if state is None:
-        return reject(RejectReason.MISSING_MARKET_STATE, "marketState absent")
-    if state not in MARKET_STATES:
-        return reject(RejectReason.UNKNOWN_MARKET_STATE, f"marketState={state!r}")
-    if not (math.isfinite(price) and rules.min_price < price < rules.max_price):
-        return reject(
-            RejectReason.PRICE_OUT_OF_RANGE,
-            f"price={price!r} not in ({rules.min_price}, {rules.max_price})",
-        )
-    if vol is None:
-        return reject(RejectReason.MISSING_VOLUME, "regularMarketVolume absent")
-    if vol < 0:
-        return reject(RejectReason.NEGATIVE_VOLUME, f"volume={vol}")
-    age = now_s - t
-    if age < -rules.max_future_skew_s:
-        return reject(RejectReason.FUTURE_TIMESTAMP, f"market time {-age:.0f}s ahead")
-    stale = age > rules.max_age_regular_s
-    if stale and state == "REGULAR":
-        return reject(
-            RejectReason.STALE, f"age={age:.0f}s > {rules.max_age_regular_s:.0f}s in REGULAR"
-        )
+    broken = _broken_rule(raw, now_s, rules)
+    if broken is not None:
+        return _rejection(raw, *broken)
+    # the rules above guarantee these are present
+    assert raw.regular_market_price is not None and raw.regular_market_time is not None
+    assert raw.regular_market_volume is not None and raw.market_state is not None
     cp = raw.regular_market_change_percent
-    if cp is not None and not math.isfinite(cp):
-        cp = None
-    quote = Quote(
-        symbol=sym,
-        price=float(price),
-        volume=int(vol),
-        change_percent=None if cp is None else float(cp),
-        market_time=int(t),
-        market_state=state,
+    return Quote(
+        symbol=raw.symbol,
+        price=float(raw.regular_market_price),
+        volume=int(raw.regular_market_volume),
+        change_percent=None if cp is None or not math.isfinite(cp) else float(cp),
+        market_time=int(raw.regular_market_time),
+        market_state=raw.market_state,
         currency=raw.currency,
         exchange=raw.exchange,
         source="",
         ingest_time_ns=0,
         correlation_id="",
-        stale=stale,
+        stale=now_s - raw.regular_market_time > rules.max_age_regular_s,
     )
-    return quote, None

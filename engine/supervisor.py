@@ -61,7 +61,8 @@ from engine.runtime.schedule import next_start, spread_window
 from engine.sinks.publisher import publisher_main
 from engine.source.guard import YahooGuard, policies_from
 from engine.source.ratelimit import cycle_budget, cycles_to_cover, headroom
-from engine.source.symbols import Universe, assign_shards, build_shards, load_symbols
+from engine.source.shards import assign_shards, build_shards
+from engine.source.universe import Universe, load_symbols
 from engine.worker import worker_main
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,8 @@ from engine.records import to_records
 from engine.ringbuf import LastSeenTable, Ring
 from engine.runtime import ipc
 from engine.runtime.child import ConnReader, child_init, run_loop
-from engine.source.client import MalformedQuote, YahooClient
+from engine.source.client import YahooClient
+from engine.source.decode import MalformedQuote
 from engine.source.guard import Guard
 
 log = logging.getLogger(__name__)
@@ -105,11 +106,10 @@ class RingSink:
         written: list[tuple[int, int]] = []
         rejections: list[Rejection] = []
         for yq in quotes:
-            q, rej = validate(yq, now_s=now, rules=self._rules)
-            if rej is not None:
-                rejections.append(rej)
+            q = validate(yq, now_s=now, rules=self._rules)
+            if isinstance(q, Rejection):
+                rejections.append(q)
                 continue
-            assert q is not None
             stats.regular += q.market_state == "REGULAR"
             idx = self.index_of.get(q.symbol)
             if idx is not None and times is not None:

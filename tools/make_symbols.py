@@ -8,8 +8,8 @@ Dev tool (reads the Nasdaq-screener export, which tests must not)::
 
 Rows are ranked by ``market_cap`` (descending, ties by symbol); rows whose market cap is 0 or
 blank are used only if there are not enough others. Symbols are converted with
-:func:`engine.source.symbols.nasdaq_to_yahoo` and must pass
-:func:`engine.source.symbols.check_symbol`. The
+:func:`engine.source.notation.nasdaq_to_yahoo` and must pass
+:func:`engine.source.notation.check_symbol`. The
 output is a JSON list with one object per line (``symbol``, ``name``, ``sector``, ``exchange``),
 so the loader's line numbers point at a symbol.
 """
@@ -23,10 +23,12 @@ import sys
 from pathlib import Path
 
 try:
-    from engine.source.symbols import check_symbol, load_symbols, nasdaq_to_yahoo
+    from engine.source.notation import check_symbol, nasdaq_to_yahoo
+    from engine.source.universe import load_symbols
 except ImportError:  # run as a script from a checkout: put the repo root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from engine.source.symbols import check_symbol, load_symbols, nasdaq_to_yahoo
+    from engine.source.notation import check_symbol, nasdaq_to_yahoo
+    from engine.source.universe import load_symbols
 
 
 def _market_cap(raw: str) -> float:

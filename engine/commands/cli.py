@@ -12,12 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
-import orjson
 import uvloop
 
 from engine import __version__
-from engine.config import Config, describe, load_config
+from engine.config import Config, OnInvalid, load_config
 from engine.errors import ConfigError, IngestionError, SymbolsError
 from engine.observe import logs
 
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     symsub = sym.add_subparsers(dest="symbols_command", required=True)
     check = symsub.add_parser("check", help="validate a symbols file (JSON or CSV)")
     check.add_argument("file")
-    check.add_argument("--on-invalid", choices=("reject", "skip"), default=None)
+    check.add_argument("--on-invalid", choices=get_args(OnInvalid), default=None)
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfgsub = cfg.add_subparsers(dest="config_command", required=True)
@@ -149,19 +149,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(config, args)
         if args.command == "symbols":
-            from engine.source.symbols import check_command
+            from engine.commands import symbols
 
             mode = args.on_invalid or config.symbols.on_invalid
-            return check_command(args.file, mode, sys.stdout, n_shards=config.workers.shards)
+            return symbols.check_command(
+                args.file, mode, sys.stdout, n_shards=config.workers.shards
+            )
         if args.command == "config":
+            from engine.commands import config as config_cmd
+
             if args.config_command == "show":
-                sys.stdout.write(
-                    orjson.dumps(describe(config), option=orjson.OPT_INDENT_2).decode()
-                )
-                sys.stdout.write("\n")
-            else:
-                print("configuration OK")
-            return 0
+                return config_cmd.show_command(config, sys.stdout)
+            return config_cmd.check_command(config, sys.stdout)
         if args.command == "db":
             return _db(config, args)
         if args.command == "dlq":

@@ -27,7 +27,7 @@ import nats.js.errors
 from engine.config import Config
 from engine.deps.nats import ERRORS as NATS_ERRORS
 from engine.deps.nats import connection as nats_connection
-from engine.quote import DlqMessage, Rules, YahooQuote, validate
+from engine.quote import DlqMessage, Rejection, Rules, YahooQuote, validate
 from engine.records import OutMessage
 
 _dec = msgspec.json.Decoder(DlqMessage)
@@ -95,8 +95,8 @@ def _requote(d: DlqMessage, rules: Rules, subject: str) -> OutMessage | None:
         regular_market_volume=d.volume, regular_market_change_percent=d.change_percent,
         currency=d.currency, exchange=d.exchange,
     )  # fmt: skip
-    q, _ = validate(raw, now_s=_fetched_at(d), rules=rules)
-    if q is None:
+    q = validate(raw, now_s=_fetched_at(d), rules=rules)
+    if isinstance(q, Rejection):
         return None
     q = msgspec.structs.replace(
         q, source=d.source, correlation_id=d.correlation_id, cycle=d.cycle,

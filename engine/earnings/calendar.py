@@ -57,7 +57,7 @@ from engine.earnings.values import (
 )
 from engine.errors import UpstreamPayloadError
 from engine.source.client import YahooClient
-from engine.source.symbols import check_symbol
+from engine.source.notation import check_symbol
 from engine.source.transport import HttpResponse
 
 log = logging.getLogger(__name__)

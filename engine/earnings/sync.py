@@ -53,7 +53,7 @@ from engine.errors import (
     UpstreamPayloadError,
     UpstreamStatusError,
 )
-from engine.source.symbols import load_symbols
+from engine.source.universe import load_symbols
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from engine.source.symbols import SymbolMeta
+from engine.source.symbolfile import SymbolMeta
 
 MAX_SECTORS: Final = 24
 MAX_SECTOR_LEN: Final = 48

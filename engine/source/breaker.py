@@ -13,23 +13,44 @@ limiter's business and 4xx other than 429 are ours, so neither trips the breaker
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 import msgspec
 
+from engine.config import YahooSettings
+
 
 class BreakerState(enum.IntEnum):
+    """The breaker's state; the value is what the shared-memory slot and the
+    ``ingestion_breaker_state`` gauge hold."""
+
     CLOSED = 0
     HALF_OPEN = 1
     OPEN = 2
 
+    @property
+    def event(self) -> str:
+        """The log event of a transition into this state."""
+        return _EVENTS[self]
+
+
+_EVENTS: Final = {
+    BreakerState.CLOSED: "breaker_closed",
+    BreakerState.HALF_OPEN: "breaker_half_open",
+    BreakerState.OPEN: "breaker_opened",
+}
+
+
+_SETTINGS: Final = YahooSettings()  # the defaults of the ``yahoo.breaker_*`` settings
+
 
 class BreakerPolicy(msgspec.Struct, frozen=True):
-    consecutive_failures: int = 8
-    failure_rate: float = 0.5
-    min_calls: int = 20
-    window_s: float = 60.0
-    cooldown_s: float = 5.0
-    max_cooldown_s: float = 120.0
+    consecutive_failures: int = _SETTINGS.breaker_consecutive_failures
+    failure_rate: float = _SETTINGS.breaker_failure_rate
+    min_calls: int = _SETTINGS.breaker_min_calls
+    window_s: float = _SETTINGS.breaker_window_s
+    cooldown_s: float = _SETTINGS.breaker_cooldown_s
+    max_cooldown_s: float = 120.0  # the doubled cool-down stops here (not a setting)
 
 
 class Breaker(msgspec.Struct, frozen=True):

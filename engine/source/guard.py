@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import fcntl
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing import shared_memory
-from typing import Final, Literal, Protocol
+from typing import Final, Protocol, TypeVar
 
 import msgspec
 import numpy as np
@@ -36,7 +37,15 @@ from engine.source import ratelimit as rl
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["ok", "throttled", "failed", "neutral"]
+
+class CallOutcome(enum.StrEnum):
+    """How a Yahoo call went, for the limiter and the breaker."""
+
+    OK = "ok"
+    THROTTLED = "throttled"  # 429 / Too Many Requests: the rate limiter slows down
+    FAILED = "failed"  # server-side trouble: counts against the breaker
+    NEUTRAL = "neutral"  # our own fault (4xx other than 429, 401): neither
+
 
 _RATE_FIELDS: Final = tuple(rl.RateState.__struct_fields__)
 _BRK_FIELDS: Final = tuple(brk.Breaker.__struct_fields__)
@@ -53,7 +62,7 @@ class Guard(Protocol):
     async def acquire(self) -> None: ...
 
     def record(
-        self, outcome: Outcome, latency_s: float, retry_after_s: float | None = None
+        self, outcome: CallOutcome, latency_s: float, retry_after_s: float | None = None
     ) -> None: ...
 
 
@@ -64,7 +73,7 @@ class NullGuard:
         return None
 
     def record(
-        self, outcome: Outcome, latency_s: float, retry_after_s: float | None = None
+        self, outcome: CallOutcome, latency_s: float, retry_after_s: float | None = None
     ) -> None:
         return None
 
@@ -161,7 +170,7 @@ class YahooGuard:
                 rate2, wait = rl.try_acquire(rate, self.rate_policy, now)
                 self._store(rate2, b2)
             if b2.state != b.state:
-                log.warning("breaker_half_open", extra={"cooldown_s": b2.cooldown_s})
+                log.warning(b2.state.event, extra={"cooldown_s": b2.cooldown_s})
             if wait <= 0:
                 metrics.record_rate_limit_wait(waited)
                 return
@@ -170,23 +179,23 @@ class YahooGuard:
             await asyncio.sleep(step)
 
     def record(
-        self, outcome: Outcome, latency_s: float, retry_after_s: float | None = None
+        self, outcome: CallOutcome, latency_s: float, retry_after_s: float | None = None
     ) -> None:
         now = self._clock()
         with self._locked():
             rate, b = self._load()
             new_rate, new_b = rate, b
-            if outcome == "ok":
+            if outcome == CallOutcome.OK:
                 new_rate = rl.on_success(rate, self.rate_policy, latency_s, now)
                 new_b = brk.on_result(b, self.breaker_policy, True, now)
-            elif outcome == "throttled":
+            elif outcome == CallOutcome.THROTTLED:
                 new_rate = rl.on_throttle(
                     rate, self.rate_policy, now, retry_after_s, sent_at=now - latency_s
                 )
-            elif outcome == "failed":
+            elif outcome == CallOutcome.FAILED:
                 new_b = brk.on_result(b, self.breaker_policy, False, now)
             self._store(new_rate, new_b)
-        if outcome == "throttled":
+        if outcome == CallOutcome.THROTTLED:
             metrics.record_throttle()
             log.warning(
                 "rate_limited",
@@ -198,13 +207,12 @@ class YahooGuard:
                 },
             )
         if new_b.state != b.state:
-            event = {
-                brk.BreakerState.OPEN: "breaker_opened",
-                brk.BreakerState.CLOSED: "breaker_closed",
-                brk.BreakerState.HALF_OPEN: "breaker_half_open",
-            }[new_b.state]
             level = logging.INFO if new_b.state == brk.BreakerState.CLOSED else logging.ERROR
-            log.log(level, event, extra={"cooldown_s": new_b.cooldown_s, "from": b.state.name})
+            log.log(
+                level,
+                new_b.state.event,
+                extra={"cooldown_s": new_b.cooldown_s, "from": b.state.name},
+            )
 
     def close(self) -> None:
         if self._closed:
@@ -221,22 +229,17 @@ class YahooGuard:
                 os.unlink(self.lock_path)
 
 
+P = TypeVar("P", rl.RatePolicy, brk.BreakerPolicy)
+
+
+def _policy(tp: type[P], settings: YahooSettings, prefix: str) -> P:
+    """The policy's fields from the settings named ``prefix + field`` (the others default)."""
+    names = [f for f in tp.__struct_fields__ if hasattr(settings, prefix + f)]
+    return tp(**{f: getattr(settings, prefix + f) for f in names})
+
+
 def policies_from(settings: YahooSettings) -> tuple[rl.RatePolicy, brk.BreakerPolicy]:
-    return (
-        rl.RatePolicy(
-            initial_rps=settings.rate_initial_rps,
-            min_rps=settings.rate_min_rps,
-            max_rps=settings.rate_max_rps,
-            burst=settings.rate_burst,
-            increase_rps=settings.rate_increase_rps,
-            decrease_factor=settings.rate_decrease_factor,
-            slow_latency_s=settings.rate_slow_latency_s,
-        ),
-        brk.BreakerPolicy(
-            consecutive_failures=settings.breaker_consecutive_failures,
-            failure_rate=settings.breaker_failure_rate,
-            min_calls=settings.breaker_min_calls,
-            window_s=settings.breaker_window_s,
-            cooldown_s=settings.breaker_cooldown_s,
-        ),
+    """``yahoo.rate_*`` and ``yahoo.breaker_*`` as the limiter's and the breaker's policies."""
+    return _policy(rl.RatePolicy, settings, "rate_"), _policy(
+        brk.BreakerPolicy, settings, "breaker_"
     )

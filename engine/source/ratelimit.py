@@ -20,18 +20,23 @@ from typing import Final
 
 import msgspec
 
+from engine.config import YahooSettings
+
 EWMA_ALPHA: Final = 0.2  # weight of the newest latency sample
 
 
+_SETTINGS: Final = YahooSettings()  # the defaults of the ``yahoo.rate_*`` settings
+
+
 class RatePolicy(msgspec.Struct, frozen=True):
-    initial_rps: float = 10.0
-    min_rps: float = 0.2
-    max_rps: float = 50.0
-    burst: float = 120.0  # tokens the bucket holds: one cycle's requests may go at once
-    increase_rps: float = 0.5
-    decrease_factor: float = 0.5
-    slow_latency_s: float = 3.0
-    slow_factor: float = 0.9
+    initial_rps: float = _SETTINGS.rate_initial_rps
+    min_rps: float = _SETTINGS.rate_min_rps
+    max_rps: float = _SETTINGS.rate_max_rps
+    burst: float = _SETTINGS.rate_burst  # tokens the bucket holds: one cycle's requests at once
+    increase_rps: float = _SETTINGS.rate_increase_rps
+    decrease_factor: float = _SETTINGS.rate_decrease_factor
+    slow_latency_s: float = _SETTINGS.rate_slow_latency_s
+    slow_factor: float = 0.9  # a slow answer cuts the rate by this factor (not a setting)
 
 
 class RateState(msgspec.Struct, frozen=True):

@@ -5,13 +5,16 @@ curl_cffi's ``AsyncSession(impersonate="chrome")``, which reproduces Chrome's TL
 fingerprint. aiohttp is the alternative (e.g. behind a TLS-terminating proxy). Both keep the
 cookie jar (Yahoo's ``A3`` cookie) for the life of the session, and both translate their library's
 exceptions into :class:`~engine.errors.UpstreamTransportError` here, at this one boundary.
+
+A transport has one request path, :meth:`Transport.request`, for GET (no body) and POST of a
+JSON body alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Literal, Self
 
 import msgspec
 
@@ -21,6 +24,9 @@ CHROME_HEADERS = {
     "Accept": "application/json,text/plain,*/*",
     "Accept-Language": "en-US,en;q=0.9",
 }
+JSON_BODY_HEADERS = {"Content-Type": "application/json"}
+
+Method = Literal["GET", "POST"]
 
 
 class HttpResponse(msgspec.Struct, frozen=True):
@@ -31,38 +37,43 @@ class HttpResponse(msgspec.Struct, frozen=True):
     url: str
 
 
-class Transport(Protocol):
-    async def get(
-        self, url: str, params: Mapping[str, str] | None, timeout_s: float
-    ) -> HttpResponse: ...
+class HttpRequest(msgspec.Struct, frozen=True):
+    method: Method
+    url: str
+    params: Mapping[str, str] | None
+    timeout_s: float
+    body: bytes | None = None  # JSON, sent with Content-Type: application/json
 
-    async def post_json(
-        self, url: str, params: Mapping[str, str] | None, body: bytes, timeout_s: float
-    ) -> HttpResponse: ...
-
-    async def aclose(self) -> None: ...
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return JSON_BODY_HEADERS if self.body is not None else None
 
 
-class _Base:
-    async def _call(
+class Transport:
+    """One HTTP client session; subclasses send a request with their library (:meth:`_send`)
+    and name the library's exceptions (``_library_errors``), which :meth:`request` translates
+    into :class:`~engine.errors.UpstreamTransportError`."""
+
+    _library_errors: tuple[type[BaseException], ...] = ()
+
+    async def request(
         self,
-        method: str,
+        method: Method,
         url: str,
         params: Mapping[str, str] | None,
         timeout_s: float,
         body: bytes | None = None,
-    ) -> HttpResponse:  # pragma: no cover - overridden
+    ) -> HttpResponse:
+        """One HTTP exchange (GET without a body, POST with a JSON body)."""
+        try:
+            return await self._send(HttpRequest(method, url, params, timeout_s, body))
+        except self._library_errors as exc:
+            raise UpstreamTransportError(
+                f"{method} {url.split('?')[0]} failed: {type(exc).__name__}: {exc}", url=url
+            ) from exc
+
+    async def _send(self, req: HttpRequest) -> HttpResponse:  # pragma: no cover - overridden
         raise NotImplementedError
-
-    async def get(
-        self, url: str, params: Mapping[str, str] | None, timeout_s: float
-    ) -> HttpResponse:
-        return await self._call("GET", url, params, timeout_s)
-
-    async def post_json(
-        self, url: str, params: Mapping[str, str] | None, body: bytes, timeout_s: float
-    ) -> HttpResponse:
-        return await self._call("POST", url, params, timeout_s, body)
 
     async def aclose(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -79,48 +90,35 @@ class _Base:
         await self.aclose()
 
 
-class CurlCffiTransport(_Base):
+class CurlCffiTransport(Transport):
     """curl_cffi AsyncSession impersonating a browser."""
 
     def __init__(self, *, impersonate: str, max_clients: int) -> None:
         from curl_cffi.requests import AsyncSession
+        from curl_cffi.requests.exceptions import RequestException
 
+        self._library_errors = (RequestException,)
         self._session: Any = AsyncSession(
             impersonate=impersonate, max_clients=max(1, max_clients), headers=CHROME_HEADERS
         )
         self._closed = False
 
-    async def _call(
-        self,
-        method: str,
-        url: str,
-        params: Mapping[str, str] | None,
-        timeout_s: float,
-        body: bytes | None = None,
-    ) -> HttpResponse:
-        from curl_cffi.requests.exceptions import RequestException
-
-        headers = {"Content-Type": "application/json"} if body is not None else None
-        try:
-            r = await self._session.request(
-                method,
-                url,
-                params=dict(params) if params else None,
-                data=body,
-                headers=headers,
-                timeout=timeout_s,
-                allow_redirects=True,
-            )
-        except RequestException as exc:
-            raise UpstreamTransportError(
-                f"{method} {url.split('?')[0]} failed: {type(exc).__name__}: {exc}", url=url
-            ) from exc
+    async def _send(self, req: HttpRequest) -> HttpResponse:
+        r = await self._session.request(
+            req.method,
+            req.url,
+            params=dict(req.params) if req.params else None,
+            data=req.body,
+            headers=req.headers,
+            timeout=req.timeout_s,
+            allow_redirects=True,
+        )
         return HttpResponse(
             status=int(r.status_code),
             body=bytes(r.content),
             content_type=str(r.headers.get("content-type") or ""),
             retry_after=r.headers.get("retry-after"),
-            url=url,
+            url=req.url,
         )
 
     async def aclose(self) -> None:
@@ -129,7 +127,7 @@ class CurlCffiTransport(_Base):
             await self._session.close()
 
 
-class AiohttpTransport(_Base):
+class AiohttpTransport(Transport):
     """aiohttp ClientSession with browser-like headers (no TLS impersonation)."""
 
     USER_AGENT = (
@@ -141,43 +139,29 @@ class AiohttpTransport(_Base):
         import aiohttp
 
         self._aiohttp = aiohttp
+        self._library_errors = (aiohttp.ClientError, TimeoutError)
         self._session = aiohttp.ClientSession(
             headers={**CHROME_HEADERS, "User-Agent": self.USER_AGENT},
             cookie_jar=aiohttp.CookieJar(unsafe=True),  # accept cookies from IP origins too
             connector=aiohttp.TCPConnector(limit=max(1, max_clients)),
         )
 
-    async def _call(
-        self,
-        method: str,
-        url: str,
-        params: Mapping[str, str] | None,
-        timeout_s: float,
-        body: bytes | None = None,
-    ) -> HttpResponse:
-        aiohttp = self._aiohttp
-        headers = {"Content-Type": "application/json"} if body is not None else None
-        try:
-            async with self._session.request(
-                method,
-                url,
-                params=params,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-            ) as r:
-                data = await r.read()
-                return HttpResponse(
-                    status=r.status,
-                    body=data,
-                    content_type=r.headers.get("Content-Type", ""),
-                    retry_after=r.headers.get("Retry-After"),
-                    url=url,
-                )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamTransportError(
-                f"{method} {url.split('?')[0]} failed: {type(exc).__name__}: {exc}", url=url
-            ) from exc
+    async def _send(self, req: HttpRequest) -> HttpResponse:
+        async with self._session.request(
+            req.method,
+            req.url,
+            params=req.params,
+            data=req.body,
+            headers=req.headers,
+            timeout=self._aiohttp.ClientTimeout(total=req.timeout_s),
+        ) as r:
+            return HttpResponse(
+                status=r.status,
+                body=await r.read(),
+                content_type=r.headers.get("Content-Type", ""),
+                retry_after=r.headers.get("Retry-After"),
+                url=req.url,
+            )
 
     async def aclose(self) -> None:
         await self._session.close()

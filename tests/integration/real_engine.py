@@ -41,7 +41,7 @@ import asyncpg
 import redis
 
 from engine.observe.quality import sector_labels
-from engine.source.symbols import Universe, load_symbols
+from engine.source.universe import Universe, load_symbols
 from testkit import (
     ROOT,
     EmulatorProcess,

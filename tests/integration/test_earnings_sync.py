@@ -35,7 +35,7 @@ from engine.earnings.process import run_earnings
 from engine.earnings.schedule import NY, ExchangeCalendar
 from engine.earnings.services import open_services
 from engine.errors import CircuitOpenError
-from engine.source.guard import Outcome
+from engine.source.guard import CallOutcome
 from yahoo_emulator import EmulatorConfig, RunningEmulator, serve_emulator
 from yahoo_emulator.earnings import EarningsEvent as Truth
 from yahoo_emulator.earnings import earnings_schedule, symbol_events
@@ -406,7 +406,7 @@ class FlakyGuard:
             raise CircuitOpenError("Yahoo circuit breaker is open (test)")
 
     def record(
-        self, outcome: Outcome, latency_s: float, retry_after_s: float | None = None
+        self, outcome: CallOutcome, latency_s: float, retry_after_s: float | None = None
     ) -> None:
         return None
 

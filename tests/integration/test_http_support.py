@@ -24,7 +24,7 @@ from engine.config import Config, HttpSettings
 from engine.observe import metrics
 from engine.observe.http import Check, HttpServer, RateView
 from engine.observe.quality import QualitySnapshot, QualityTracker
-from engine.source.symbols import load_symbols
+from engine.source.universe import load_symbols
 from engine.supervisor import CycleSummary
 from testkit import ROOT
 

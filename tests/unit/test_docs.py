@@ -3,7 +3,7 @@
 * docs/errors.md names every rejection reason (``engine.quote.RejectReason``), the
   unpublishable reason, and every class of the error tree (subclass walk of ``IngestionError``);
 * docs/configuration.md has a row for every key of every section of ``Config`` with its
-  environment name and the code's default;
+  environment name and the code's default, and config.toml states every key with that default;
 * docs/runbook.md has a section for every alert of deploy/prometheus/alerts.yml;
 * every relative link (and ``#anchor``) in docs/*.md and README.md resolves.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -145,16 +146,28 @@ def test_every_setting_is_documented_with_env_and_default() -> None:
     assert not problems, "docs/configuration.md: " + "; ".join(problems)
 
 
-def test_config_toml_defaults_agree_with_the_doc() -> None:
-    """config.toml says 'values shown are the defaults': hold it to that too."""
-    import tomllib
-
+def test_config_toml_states_every_default_value_by_value() -> None:
+    """config.toml says 'values shown are the defaults': every key of every section is there,
+    with the Struct's default, and it has no key the Structs do not define."""
     toml = tomllib.loads((ROOT / "config.toml").read_text())
+    problems = []
     for sf in msgspec.structs.fields(Config):
+        section = toml.get(sf.name)
+        if not isinstance(section, dict):
+            problems.append(f"no [{sf.name}] table")
+            continue
+        keys = {f.name for f in msgspec.structs.fields(sf.type)}
+        problems += [f"{sf.name}.{k} is not a setting" for k in sorted(set(section) - keys)]
         for f in msgspec.structs.fields(sf.type):
-            if f.name in toml.get(sf.name, {}):
-                got = json.loads(msgspec.json.encode(toml[sf.name][f.name]))
-                assert got == _default(f), f"config.toml {sf.name}.{f.name} = {got!r}"
+            if f.name not in section:
+                problems.append(f"{sf.name}.{f.name} missing")
+                continue
+            got = json.loads(msgspec.json.encode(section[f.name]))
+            if got != _default(f):
+                problems.append(f"{sf.name}.{f.name} = {got!r}, default {_default(f)!r}")
+    extra = set(toml) - {sf.name for sf in msgspec.structs.fields(Config)}
+    problems += [f"[{name}] is not a section" for name in sorted(extra)]
+    assert not problems, "config.toml: " + "; ".join(problems)
 
 
 # -- runbook.md --------------------------------------------------------------------------------

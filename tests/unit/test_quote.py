@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from engine.quote import RejectReason, Rules, YahooQuote, validate
+from engine.quote import Quote, Rejection, RejectReason, Rules, YahooQuote, validate
 
 NOW = 1_764_000_000.0
 
@@ -29,8 +29,8 @@ def yq(**kw: object) -> YahooQuote:
 class TestValidate:
     def test_valid_quote(self) -> None:
         """A normal quote passes with its fields carried over."""
-        q, rej = validate(yq(), now_s=NOW)
-        assert rej is None and q is not None
+        q = validate(yq(), now_s=NOW)
+        assert isinstance(q, Quote)
         assert (q.symbol, q.price, q.volume, q.change_percent) == ("AAPL", 190.5, 1000, 1.25)
         assert q.msg_id == f"AAPL:{int(NOW) - 5}"
 
@@ -54,33 +54,33 @@ class TestValidate:
     )
     def test_rejections(self, kw: dict[str, object], reason: RejectReason) -> None:
         """Each rule rejects with its own reason and a detail naming the value."""
-        q, rej = validate(yq(**kw), now_s=NOW)
-        assert q is None and rej is not None
+        rej = validate(yq(**kw), now_s=NOW)
+        assert isinstance(rej, Rejection)
         assert rej.reason is reason and rej.symbol == "AAPL" and rej.detail
 
     def test_bounds_are_exclusive(self) -> None:
         """Just inside the bounds passes."""
-        assert validate(yq(regular_market_price=0.0101), now_s=NOW)[0] is not None
-        assert validate(yq(regular_market_price=99_999.99), now_s=NOW)[0] is not None
-        assert validate(yq(regular_market_volume=0), now_s=NOW)[0] is not None
+        assert isinstance(validate(yq(regular_market_price=0.0101), now_s=NOW), Quote)
+        assert isinstance(validate(yq(regular_market_price=99_999.99), now_s=NOW), Quote)
+        assert isinstance(validate(yq(regular_market_volume=0), now_s=NOW), Quote)
 
     def test_stale_outside_regular_hours_is_accepted_and_flagged(self) -> None:
         """Outside REGULAR an old quote is expected: accepted, marked stale."""
         old = yq(market_state="CLOSED", regular_market_time=int(NOW) - 90_000)
-        q, rej = validate(old, now_s=NOW)
-        assert rej is None and q is not None and q.stale
+        q = validate(old, now_s=NOW)
+        assert isinstance(q, Quote) and q.stale
 
     def test_change_percent_optional(self) -> None:
         """A missing or non-finite change percent becomes null, not a rejection."""
-        q0 = validate(yq(regular_market_change_percent=None), now_s=NOW)[0]
-        assert q0 is not None and q0.change_percent is None
-        q = validate(yq(regular_market_change_percent=float("inf")), now_s=NOW)[0]
-        assert q is not None and q.change_percent is None
+        q0 = validate(yq(regular_market_change_percent=None), now_s=NOW)
+        assert isinstance(q0, Quote) and q0.change_percent is None
+        q = validate(yq(regular_market_change_percent=float("inf")), now_s=NOW)
+        assert isinstance(q, Quote) and q.change_percent is None
 
     def test_custom_rules(self) -> None:
         """Configured bounds replace the defaults (e.g. to accept BRK-A)."""
         rules = Rules(max_price=1_000_000.0)
-        assert validate(yq(regular_market_price=743_500), now_s=NOW, rules=rules)[0] is not None
+        assert isinstance(validate(yq(regular_market_price=743_500), now_s=NOW, rules=rules), Quote)
 
     def test_decodes_yahoo_shapes(self) -> None:
         """Whole numbers as JSON ints are accepted for float fields; camelCase names map."""

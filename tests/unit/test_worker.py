@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from engine.errors import RateLimitedError, UpstreamError, UpstreamServerError
-from engine.source.client import MalformedQuote, QuoteBatch
+from engine.source.decode import MalformedQuote, QuoteBatch
 from engine.worker import CycleStats, YahooPollSource
 
 

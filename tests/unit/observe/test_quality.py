@@ -23,7 +23,7 @@ from engine.observe.quality import (
     top_failing,
     us_regular_hours,
 )
-from engine.source.symbols import SymbolMeta
+from engine.source.symbolfile import SymbolMeta
 
 NOW = 1_700_000_000.0
 

@@ -187,3 +187,27 @@ class TestSharedGuard:
             assert g.snapshot()[1].state is brk.BreakerState.OPEN
         finally:
             g.close()
+
+
+class TestStatesAndPolicies:
+    def test_breaker_state_is_the_gauge_value_and_names_its_event(self) -> None:
+        """The enum is what the metrics gauge takes, and each state has its transition event."""
+        from engine.observe import metrics
+
+        assert [metrics.breaker_value(s) for s in brk.BreakerState] == [0, 1, 2]
+        assert brk.BreakerState.OPEN.event == "breaker_opened"
+        assert brk.BreakerState.CLOSED.event == "breaker_closed"
+
+    def test_policies_follow_the_settings_and_their_defaults(self) -> None:
+        """yahoo.rate_* / yahoo.breaker_* become the policies; defaults are the settings'."""
+        from engine.config import YahooSettings
+        from engine.source.guard import policies_from
+
+        rate, breaker = policies_from(YahooSettings(rate_burst=7.0, breaker_min_calls=3))
+        assert (rate.burst, breaker.min_calls) == (7.0, 3)
+        assert policies_from(YahooSettings()) == (rl.RatePolicy(), brk.BreakerPolicy())
+
+    def test_call_outcomes_compare_as_their_names(self) -> None:
+        from engine.source.guard import CallOutcome
+
+        assert [str(o) for o in CallOutcome] == ["ok", "throttled", "failed", "neutral"]
