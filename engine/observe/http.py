@@ -57,6 +57,7 @@ from engine.deps import redis as redis_dep
 from engine.errors import ConfigError
 from engine.observe import metrics as m
 from engine.observe.quality import Level, QualitySnapshot
+from engine.stats import CycleStats
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,8 @@ time it may take (the server also enforces it)."""
 # ----------------------------------------------------------------------------- the source
 
 
-class CycleStatus(m.CycleView, Protocol):
-    """A completed cycle as the status page reads it (``engine.supervisor.CycleSummary``)."""
-
-    @property
-    def requests(self) -> int: ...
-
-    @property
-    def failed_requests(self) -> int: ...
+CycleStatus = CycleStats
+"""A completed cycle as the status page reads it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,10 +225,10 @@ def error_rates(cycles: Sequence[CycleStatus]) -> tuple[float | None, float | No
     A failed request is a batch request that failed after its retries - the Grafana "Error
     rate" panel's ``ingestion_fetch_failures_total``; the engine then splits the batch and
     usually still gets every symbol, which the second ratio (failed + missing) shows."""
-    requests = sum(c.requests for c in cycles)
-    failed_requests = sum(c.failed_requests for c in cycles)
-    requested = sum(c.requested for c in cycles)
-    lost = sum(c.failed + c.missing for c in cycles)
+    requests = sum(c.fetch.requests for c in cycles)
+    failed_requests = sum(c.fetch.failed_requests for c in cycles)
+    requested = sum(c.fetch.requested for c in cycles)
+    lost = sum(c.fetch.failed + c.fetch.missing for c in cycles)
     return (
         failed_requests / requests if requests else None,
         lost / requested if requested else None,
@@ -326,9 +321,10 @@ def _cycles_table(cycles: Sequence[CycleStatus]) -> str:
         cls = "" if c.ok else ' class="bad"'
         rows.append(
             f"<tr{cls}><td>{c.cycle}</td><td>{'yes' if c.ok else 'no'}</td>"
-            f"<td>{c.requested}</td><td>{c.valid}</td><td>{sum(c.rejected.values())}</td>"
-            f"<td>{c.missing}</td><td>{c.failed}</td><td>{c.published}</td>"
-            f"<td>{c.deduplicated + c.unchanged}</td><td>{c.seconds:.2f}</td></tr>"
+            f"<td>{c.fetch.requested}</td><td>{c.fetch.valid}</td>"
+            f"<td>{sum(c.fetch.rejected.values())}</td><td>{c.fetch.missing}</td>"
+            f"<td>{c.fetch.failed}</td><td>{c.publish.published}</td>"
+            f"<td>{c.publish.deduplicated + c.fetch.unchanged}</td><td>{c.seconds:.2f}</td></tr>"
         )
     if not rows:
         rows.append('<tr><td class="l" colspan="10">no cycle completed yet</td></tr>')
@@ -422,11 +418,11 @@ def status_doc(v: StatusView) -> dict[str, Any]:
             {
                 "cycle": c.cycle,
                 "ok": c.ok,
-                "requested": c.requested,
-                "valid": c.valid,
-                "missing": c.missing,
-                "failed": c.failed,
-                "published": c.published,
+                "requested": c.fetch.requested,
+                "valid": c.fetch.valid,
+                "missing": c.fetch.missing,
+                "failed": c.fetch.failed,
+                "published": c.publish.published,
                 "seconds": c.seconds,
             }
             for c in v.cycles[-STATUS_CYCLES:]

@@ -16,6 +16,8 @@ from typing import Final
 
 import msgspec
 
+from engine.stats import FetchCounts, PublishCounts
+
 
 class ShardAssignment(msgspec.Struct, frozen=True):
     shard: int
@@ -46,21 +48,11 @@ class WorkerReady(msgspec.Struct, frozen=True, tag=True):
 
 
 class CycleFetched(msgspec.Struct, frozen=True, tag=True):
+    """A worker's share of a cycle is fetched: every record of it sits before ``ring_head``."""
+
     worker: int
     cycle: int
-    requested: int
-    fetched: int  # quotes Yahoo returned (valid + rejected)
-    valid: int
-    unchanged: int  # valid but identical to the last quote written (not re-published)
-    stale: int  # valid, older than 5 min outside regular hours
-    regular: int  # valid quotes whose marketState is REGULAR (the session, as Yahoo says)
-    missing: int  # requested but absent from Yahoo's answer
-    failed: int  # symbols of batches that failed after retries
-    rejected: dict[str, int]
-    errors: dict[str, int]  # error kind -> batches
-    requests: int
-    failed_requests: int  # batch requests that failed after their retries (split or not)
-    attempts: int
+    counts: FetchCounts
     ring_head: int
     seconds: float
 
@@ -77,12 +69,10 @@ class PublisherReady(msgspec.Struct, frozen=True, tag=True):
 
 
 class CyclePublished(msgspec.Struct, frozen=True, tag=True):
+    """Every message of a sealed cycle is acknowledged (or outboxed, or dead-lettered)."""
+
     cycle: int
-    published: int  # new messages stored in the quote stream
-    deduplicated: int  # acked as duplicates by JetStream
-    failed: int  # refused by JetStream itself (dead-lettered as unpublishable)
-    dlq: int  # dead letters stored
-    outboxed: int = 0  # NATS unreachable: waiting in the durable outbox
+    counts: PublishCounts
 
 
 class Fatal(msgspec.Struct, frozen=True, tag=True):

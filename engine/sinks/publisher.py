@@ -50,6 +50,7 @@ from engine.runtime.child import ConnReader, child_init, run_loop
 from engine.sinks.cache import QuoteCache
 from engine.sinks.outbox import Outbox
 from engine.sinks.store import QuoteStore
+from engine.stats import PublishCounts
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +279,13 @@ class Publisher:
                     self.conn,
                     ipc.CyclePublished(
                         cycle=cycle,
-                        published=published,
-                        deduplicated=dup,
-                        failed=failed,
-                        dlq=dlq,
-                        outboxed=outboxed,
+                        counts=PublishCounts(
+                            published=published,
+                            deduplicated=dup,
+                            failed=failed,
+                            dlq=dlq,
+                            outboxed=outboxed,
+                        ),
                     ),
                 )
 

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.observe import metrics
 from engine.observe.quality import QualityTracker
-from engine.supervisor import CycleSummary
+from engine.stats import CycleStats, FetchCounts, PublishCounts
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +40,7 @@ def value(reg: CollectorRegistry, name: str, **labels: str) -> float | None:
     return reg.get_sample_value(name, labels)
 
 
-def summary(**kw: object) -> CycleSummary:
+def summary(**kw: object) -> CycleStats:
     base: dict[str, object] = {
         "cycle": 7,
         "requested": 100,
@@ -62,7 +62,15 @@ def summary(**kw: object) -> CycleSummary:
         "seconds": 0.8,
     }
     base.update(kw)
-    return msgspec.convert(base, CycleSummary)
+    publish = {"published", "deduplicated", "publish_failed", "dlq", "outboxed"}
+    cycle = {"cycle", "fetch_seconds", "seconds"}
+    fetch = {k: v for k, v in base.items() if k not in publish | cycle}
+    pub = {k.removeprefix("publish_"): v for k, v in base.items() if k in publish}
+    return CycleStats(
+        **{k: v for k, v in base.items() if k in cycle},  # type: ignore[arg-type]
+        fetch=msgspec.convert(fetch, FetchCounts),
+        publish=msgspec.convert(pub, PublishCounts),
+    )
 
 
 def test_names_follow_the_conventions() -> None:
