@@ -578,7 +578,7 @@ def set_breaker_state(state: int | str) -> None:
 
 
 def record_cycle(summary: CycleStats, now: float | None = None) -> None:
-    """Supervisor, once per completed cycle (``Supervisor._finish``)."""
+    """Supervisor, once per completed cycle (``CycleBook.finish``)."""
     m = _m()
     s, f, p = summary, summary.fetch, summary.publish
     m.cycles.labels(outcome="ok" if s.ok else "degraded").inc()

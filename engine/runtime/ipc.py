@@ -33,16 +33,22 @@ class Assign(msgspec.Struct, frozen=True, tag=True):
 
 
 class StartCycle(msgspec.Struct, frozen=True, tag=True):
+    """Fetch every symbol of your shards for ``cycle``."""
+
     cycle: int
     started_at: float  # epoch seconds (scheduler's clock)
     spread_s: float  # 0 = send every batch at once
 
 
 class Stop(msgspec.Struct, frozen=True, tag=True):
+    """Finish what is in flight (up to ``grace_s``) and exit."""
+
     grace_s: float
 
 
 class WorkerReady(msgspec.Struct, frozen=True, tag=True):
+    """The worker is connected and waits for ``StartCycle``."""
+
     worker: int
     pid: int
 
@@ -65,6 +71,8 @@ class Seal(msgspec.Struct, frozen=True, tag=True):
 
 
 class PublisherReady(msgspec.Struct, frozen=True, tag=True):
+    """The publisher is connected and drains the rings (it takes ``Seal``s from now on)."""
+
     pid: int
 
 
@@ -76,6 +84,8 @@ class CyclePublished(msgspec.Struct, frozen=True, tag=True):
 
 
 class Fatal(msgspec.Struct, frozen=True, tag=True):
+    """A child cannot go on (a setting or a dependency is wrong): the engine stops."""
+
     message: str
 
 
