@@ -47,9 +47,9 @@ from engine.observe.http import HttpServer
 from engine.observe.quality import QualityTracker
 from engine.runtime import ipc
 from engine.runtime.children import Child, Children, Entry
-from engine.runtime.cycles import CycleBook, OpenCycle
+from engine.runtime.cycles import CycleBook, OpenCycle, Scheduler, wait_or_stop
 from engine.runtime.reload import ReloadRequest, reload_symbols
-from engine.runtime.schedule import next_start, spread_window
+from engine.runtime.schedule import spread_window
 from engine.runtime.shared import SharedState
 from engine.runtime.status import EngineStatus
 from engine.runtime.tasks import TaskSupervisor
@@ -60,6 +60,16 @@ from engine.worker import worker_main
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S: Final = 60.0
+
+
+@contextlib.asynccontextmanager
+async def _http(config: Config, status: EngineStatus) -> AsyncIterator[None]:
+    """Serve the HTTP endpoint (when enabled) for as long as the engine runs."""
+    if not config.http.enabled:
+        yield
+        return
+    async with HttpServer.serve(config, status):
+        yield
 
 
 class Supervisor:
@@ -80,8 +90,6 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.reload = ReloadRequest()
         self.fatal: str | None = None
-        self.overruns = 0
-        self._watchers: set[asyncio.Task[None]] = set()
 
     def _use(self, universe: Universe) -> None:
         self.universe = universe
@@ -154,7 +162,9 @@ class Supervisor:
             if w.conn is not None:
                 ipc.send(w.conn, self.shared.assignments[w.index])
 
-    def _run_cycle(self) -> OpenCycle:
+    def start_cycle(self) -> OpenCycle:
+        if self.reload.take():
+            self._apply_reload()
         cyc = self.book.start(range(self.n_workers))
         spread = spread_window(self.config.scheduler.interval_s, self.config.scheduler.spread)
         msg = ipc.StartCycle(cycle=cyc.cycle, started_at=time.time(), spread_s=spread)
@@ -170,48 +180,9 @@ class Supervisor:
         self.status.check_budget()
         return cyc
 
-    async def _watch_published(self, cyc: OpenCycle) -> None:
-        await cyc.published.wait()
+    def complete(self, cyc: OpenCycle) -> None:
         self.status.stamp(cyc.stats)
         self.book.finish(cyc, self.shared.table)
-
-    def _watch(self, tasks: TaskSupervisor, cyc: OpenCycle) -> asyncio.Task[None]:
-        watcher = tasks.spawn(f"cycle-{cyc.cycle}", self._watch_published(cyc))
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
-        return watcher
-
-    async def _scheduler(self, tasks: TaskSupervisor, *, once: bool) -> None:
-        interval = self.config.scheduler.interval_s
-        due = time.monotonic()
-        while not self.stopping.is_set():
-            if self.reload.take():
-                self._apply_reload()
-            cyc = self._run_cycle()
-            watcher = self._watch(tasks, cyc)
-            if once:
-                await self._wait_or_stop(watcher)
-                return
-            fetched = asyncio.ensure_future(cyc.fetched.wait())
-            await self._wait_or_stop(fetched)
-            fetched.cancel()
-            due, missed = next_start(due, interval, time.monotonic())
-            if missed:
-                self.overruns += missed
-                metrics.record_overrun(missed)
-                log.warning("cycle_overrun", extra={"cycle": cyc.cycle, "missed_ticks": missed})
-                # behind schedule: the next pass starts now (the grid moves) rather than idling
-                # until the next grid point with the rate budget unused
-                due = time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=due - time.monotonic())
-
-    async def _wait_or_stop(self, task: asyncio.Future[Any]) -> None:
-        stop = asyncio.ensure_future(self.stopping.wait())
-        try:
-            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -261,21 +232,13 @@ class Supervisor:
         else:
             log.info("shutdown_complete", extra={"cycles": self.book.cycle_no})
 
-    @contextlib.asynccontextmanager
-    async def _http(self) -> AsyncIterator[None]:
-        if not self.config.http.enabled:
-            yield
-            return
-        async with HttpServer.serve(self.config, self.status):
-            yield
-
     async def run(self, *, once: bool = False, timeout_s: float | None = None) -> int:
         """Run until SIGTERM/SIGINT (or one cycle with ``once``). Returns the exit code."""
         logs.bind(role="supervisor")
         metrics.setup_multiprocess()
         try:
             metrics.set_build_info(__version__)
-            async with self._http():
+            async with _http(self.config, self.status):
                 return await self._run(once=once, timeout_s=timeout_s)
         finally:
             metrics.teardown_multiprocess()
@@ -299,19 +262,25 @@ class Supervisor:
                     self, tasks, restart_backoff_s=self.config.workers.restart_backoff_s
                 )
                 self.children = children
+                scheduler = Scheduler(self, tasks, self.config.scheduler.interval_s)
                 try:
-                    await self._serve(tasks, children, once=once, timeout_s=timeout_s)
+                    await self._serve(tasks, children, scheduler, once=once, timeout_s=timeout_s)
                 finally:
                     await self._shutdown(children)
                     children.cancel()
-                    for watcher in list(self._watchers):
-                        watcher.cancel()
+                    scheduler.cancel()
         finally:
             self.shared.release()
         return self._result(once=once)
 
     async def _serve(
-        self, tasks: TaskSupervisor, children: Children, *, once: bool, timeout_s: float | None
+        self,
+        tasks: TaskSupervisor,
+        children: Children,
+        scheduler: Scheduler,
+        *,
+        once: bool,
+        timeout_s: float | None,
     ) -> None:
         """Start the children, then run the scheduler until it is done or the engine stops."""
         children.spawn(self.publisher)
@@ -322,7 +291,7 @@ class Supervisor:
         await self._wait_ready(READY_TIMEOUT_S)
         if self.stopping.is_set():
             return
-        sched = tasks.spawn("scheduler", self._scheduler(tasks, once=once))
+        sched = tasks.spawn("scheduler", scheduler.run(once=once))
         if timeout_s is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(sched), timeout=timeout_s)
@@ -332,7 +301,7 @@ class Supervisor:
         if once:
             await sched
         else:
-            await self._wait_or_stop(sched)
+            await wait_or_stop(sched, self.stopping)
             sched.cancel()
 
     def _result(self, *, once: bool) -> int:

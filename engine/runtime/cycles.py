@@ -5,23 +5,26 @@ A cycle is open from ``StartCycle`` until the publisher's ``CyclePublished``. Ea
 has answered (or died, its share counted as failed) the fetch phase is over and the cycle can be
 sealed. When the publisher answers, the cycle is complete: the :class:`CycleBook` logs it, records
 its metrics, feeds the data-quality tracker and the failure-rate alert window, and keeps the last
-few for ``/status``.
+few for ``/status``. The :class:`Scheduler` starts the cycles on their grid, one at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final, Protocol
 
 from engine.observe import metrics
 from engine.observe.alerts import FailureRateWindow
 from engine.observe.quality import QualityTracker, regular_session
 from engine.ringbuf import LastSeenTable
 from engine.runtime import ipc
+from engine.runtime.schedule import next_start
+from engine.runtime.tasks import TaskSupervisor
 from engine.stats import CycleStats, FetchCounts
 
 log = logging.getLogger(__name__)
@@ -132,3 +135,80 @@ class CycleBook:
             ok_cycle=table.ok_cycle.copy(),
             regular_hours=regular_session(s.fetch.regular, s.fetch.valid, now),
         )
+
+
+async def wait_or_stop(task: asyncio.Future[Any], stopping: asyncio.Event) -> None:
+    """Wait for ``task`` or until ``stopping`` is set, whichever comes first."""
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+
+
+class CycleHost(Protocol):
+    """What the :class:`Scheduler` asks of the supervisor."""
+
+    stopping: asyncio.Event
+
+    def start_cycle(self) -> OpenCycle:
+        """Start the next cycle (after a pending reload): ``StartCycle`` to every worker."""
+        ...
+
+    def complete(self, cyc: OpenCycle) -> None:
+        """The publisher answered for ``cyc``: account for it."""
+        ...
+
+
+class Scheduler:
+    """Starts a cycle every ``interval_s`` on a fixed grid; cycles never overlap.
+
+    An overrun (a fetch phase longer than the interval) is logged and counted, the missed ticks
+    are skipped and the next cycle starts at once - behind schedule, the rate budget is better
+    spent than left idle until the next tick.
+    """
+
+    def __init__(self, host: CycleHost, tasks: TaskSupervisor, interval_s: float) -> None:
+        self.host = host
+        self.tasks = tasks
+        self.interval_s = interval_s
+        self.overruns = 0
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    async def _watch_published(self, cyc: OpenCycle) -> None:
+        await cyc.published.wait()
+        self.host.complete(cyc)
+
+    def _watch(self, cyc: OpenCycle) -> asyncio.Task[None]:
+        watcher = self.tasks.spawn(f"cycle-{cyc.cycle}", self._watch_published(cyc))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return watcher
+
+    async def run(self, *, once: bool) -> None:
+        stopping = self.host.stopping
+        due = time.monotonic()
+        while not stopping.is_set():
+            cyc = self.host.start_cycle()
+            watcher = self._watch(cyc)
+            if once:
+                await wait_or_stop(watcher, stopping)
+                return
+            fetched = asyncio.ensure_future(cyc.fetched.wait())
+            await wait_or_stop(fetched, stopping)
+            fetched.cancel()
+            due, missed = next_start(due, self.interval_s, time.monotonic())
+            if missed:
+                self.overruns += missed
+                metrics.record_overrun(missed)
+                log.warning("cycle_overrun", extra={"cycle": cyc.cycle, "missed_ticks": missed})
+                # behind schedule: the next pass starts now (the grid moves) rather than idling
+                # until the next grid point with the rate budget unused
+                due = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=due - time.monotonic())
+
+    def cancel(self) -> None:
+        """Stop waiting for the publisher's answers (the engine is exiting)."""
+        for watcher in list(self._watchers):
+            watcher.cancel()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
 from engine.runtime import ipc
-from engine.runtime.cycles import WORKER_DIED, CycleBook, OpenCycle
+from engine.runtime.cycles import WORKER_DIED, CycleBook, OpenCycle, Scheduler
+from engine.runtime.tasks import TaskSupervisor
 from engine.stats import FetchCounts, PublishCounts
 
 
@@ -97,3 +99,45 @@ def test_cycle_completed_carries_the_flat_fields() -> None:
         "deduplicated", "publish_failed", "dlq", "outboxed", "fetch_seconds", "seconds",
         "rate_rps", "rate_headroom", "breaker",
     ]  # fmt: skip
+
+
+class Host:
+    """Cycles whose fetch phase takes ``fetch_s`` and that publish at once; stops after ``n``."""
+
+    def __init__(self, n: int, fetch_s: float = 0.0) -> None:
+        self.stopping = asyncio.Event()
+        self.book = CycleBook()
+        self.n = n
+        self.fetch_s = fetch_s
+        self.completed: list[int] = []
+
+    def start_cycle(self) -> OpenCycle:
+        cyc = self.book.start([0])
+        asyncio.get_running_loop().call_later(self.fetch_s, self._done, cyc)
+        return cyc
+
+    def _done(self, cyc: OpenCycle) -> None:
+        cyc.add_fetched(0, FetchCounts(requested=1), 1)
+        cyc.add_published(ipc.CyclePublished(cycle=cyc.cycle, counts=PublishCounts()))
+
+    def complete(self, cyc: OpenCycle) -> None:
+        self.completed.append(cyc.cycle)
+        if len(self.completed) >= self.n:
+            self.stopping.set()
+
+
+async def test_scheduler_once_runs_one_cycle_to_completion() -> None:
+    host = Host(n=99)
+    async with TaskSupervisor("test") as tasks:
+        await Scheduler(host, tasks, interval_s=60.0).run(once=True)
+    assert host.completed == [1]
+
+
+async def test_scheduler_counts_overruns_and_starts_the_next_cycle_at_once() -> None:
+    host = Host(n=3, fetch_s=0.05)
+    async with TaskSupervisor("test") as tasks:
+        scheduler = Scheduler(host, tasks, interval_s=0.02)
+        await asyncio.wait_for(scheduler.run(once=False), timeout=10.0)
+        scheduler.cancel()
+    assert host.completed[:3] == [1, 2, 3]
+    assert scheduler.overruns >= 2  # every 50 ms fetch phase covered at least two 20 ms ticks
