@@ -10,6 +10,7 @@ the cycle log line, the metrics and ``/status``. The same Structs travel in the 
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import msgspec
 
@@ -113,6 +114,30 @@ class CycleStats(msgspec.Struct):
     publish: PublishCounts = msgspec.field(default_factory=PublishCounts)
     fetch_seconds: float = 0.0
     seconds: float = 0.0
+    rate_rps: float = 0.0
+    """The shared rate limiter's rate when the cycle completed (requests per second)."""
+    rate_headroom: float = 0.0
+    """Per-cycle request budget over the requests a cycle needs, minus one."""
+    breaker: str = "CLOSED"
+    """The circuit breaker's state name (``engine.source.breaker.BreakerState``)."""
+
+    def fields(self) -> dict[str, Any]:
+        """Every figure under one flat name (the ``cycle_completed`` log line's fields)."""
+        p = self.publish
+        return {
+            "cycle": self.cycle,
+            **msgspec.structs.asdict(self.fetch),
+            "published": p.published,
+            "deduplicated": p.deduplicated,
+            "publish_failed": p.failed,
+            "dlq": p.dlq,
+            "outboxed": p.outboxed,
+            "fetch_seconds": self.fetch_seconds,
+            "seconds": self.seconds,
+            "rate_rps": self.rate_rps,
+            "rate_headroom": self.rate_headroom,
+            "breaker": self.breaker,
+        }
 
     @property
     def ok(self) -> bool:

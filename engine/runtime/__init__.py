@@ -1,1 +1,1 @@
-"""Process plumbing: supervisor/child control messages, child start-up, cycle timing."""
+"""Process plumbing: control messages, child start-up, the children, cycles, reload, status."""

@@ -16,6 +16,8 @@ from typing import Final
 
 import msgspec
 
+from engine.stats import FetchCounts, PublishCounts
+
 
 class ShardAssignment(msgspec.Struct, frozen=True):
     shard: int
@@ -31,36 +33,32 @@ class Assign(msgspec.Struct, frozen=True, tag=True):
 
 
 class StartCycle(msgspec.Struct, frozen=True, tag=True):
+    """Fetch every symbol of your shards for ``cycle``."""
+
     cycle: int
     started_at: float  # epoch seconds (scheduler's clock)
     spread_s: float  # 0 = send every batch at once
 
 
 class Stop(msgspec.Struct, frozen=True, tag=True):
+    """Finish what is in flight (up to ``grace_s``) and exit."""
+
     grace_s: float
 
 
 class WorkerReady(msgspec.Struct, frozen=True, tag=True):
+    """The worker is connected and waits for ``StartCycle``."""
+
     worker: int
     pid: int
 
 
 class CycleFetched(msgspec.Struct, frozen=True, tag=True):
+    """A worker's share of a cycle is fetched: every record of it sits before ``ring_head``."""
+
     worker: int
     cycle: int
-    requested: int
-    fetched: int  # quotes Yahoo returned (valid + rejected)
-    valid: int
-    unchanged: int  # valid but identical to the last quote written (not re-published)
-    stale: int  # valid, older than 5 min outside regular hours
-    regular: int  # valid quotes whose marketState is REGULAR (the session, as Yahoo says)
-    missing: int  # requested but absent from Yahoo's answer
-    failed: int  # symbols of batches that failed after retries
-    rejected: dict[str, int]
-    errors: dict[str, int]  # error kind -> batches
-    requests: int
-    failed_requests: int  # batch requests that failed after their retries (split or not)
-    attempts: int
+    counts: FetchCounts
     ring_head: int
     seconds: float
 
@@ -73,19 +71,21 @@ class Seal(msgspec.Struct, frozen=True, tag=True):
 
 
 class PublisherReady(msgspec.Struct, frozen=True, tag=True):
+    """The publisher is connected and drains the rings (it takes ``Seal``s from now on)."""
+
     pid: int
 
 
 class CyclePublished(msgspec.Struct, frozen=True, tag=True):
+    """Every message of a sealed cycle is acknowledged (or outboxed, or dead-lettered)."""
+
     cycle: int
-    published: int  # new messages stored in the quote stream
-    deduplicated: int  # acked as duplicates by JetStream
-    failed: int  # refused by JetStream itself (dead-lettered as unpublishable)
-    dlq: int  # dead letters stored
-    outboxed: int = 0  # NATS unreachable: waiting in the durable outbox
+    counts: PublishCounts
 
 
 class Fatal(msgspec.Struct, frozen=True, tag=True):
+    """A child cannot go on (a setting or a dependency is wrong): the engine stops."""
+
     message: str
 
 

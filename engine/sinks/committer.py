@@ -19,8 +19,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-import msgspec
-
 from engine.observe import metrics
 from engine.records import OutMessage
 from engine.runtime import ipc
@@ -40,7 +38,7 @@ class Releasable(Protocol):
 
 def cycle_published(cycle: int, counts: PublishCounts) -> ipc.CyclePublished:
     """The control message reporting ``cycle``'s publishing to the supervisor."""
-    return ipc.CyclePublished(cycle=cycle, **msgspec.structs.asdict(counts))
+    return ipc.CyclePublished(cycle=cycle, counts=counts)
 
 
 class CycleLedger:

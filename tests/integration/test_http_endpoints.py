@@ -13,7 +13,7 @@ from engine.config import Config, HttpSettings, PostgresSettings, RedisSettings
 from engine.errors import ConfigError
 from engine.observe import metrics
 from engine.observe.http import Check, HttpServer, default_checks, error_rates, render_status
-from engine.supervisor import CycleSummary
+from engine.stats import CycleStats, FetchCounts
 from tests.integration.test_http_support import FakeSource, record_representative
 
 pytestmark = pytest.mark.integration
@@ -216,9 +216,9 @@ async def test_aclose_is_idempotent(source: FakeSource) -> None:
 def test_error_rates_count_failed_requests_not_only_lost_symbols() -> None:
     """A batch request that failed after its retries is an error even when the split halves
     then delivered every symbol (as ``ingestion_fetch_failures_total`` counts it)."""
-    a = CycleSummary(cycle=1, requested=5000, requests=110, failed_requests=10, failed=0)
-    b = CycleSummary(cycle=2, requested=5000, requests=90, failed_requests=0, failed=50,
-                     missing=50, errors={"UpstreamStatusError": 1})  # fmt: skip
+    a = CycleStats(cycle=1, fetch=FetchCounts(requested=5000, requests=110, failed_requests=10))
+    b = CycleStats(cycle=2, fetch=FetchCounts(requested=5000, requests=90, failed_requests=0,
+                   failed=50, missing=50, errors={"UpstreamStatusError": 1}))  # fmt: skip
     req, lost = error_rates([a, b])
     assert req == 10 / 200
     assert lost == 100 / 10000

@@ -25,28 +25,27 @@ from engine.observe import metrics
 from engine.observe.http import Check, HttpServer, RateView
 from engine.observe.quality import QualitySnapshot, QualityTracker
 from engine.source.universe import load_symbols
-from engine.supervisor import CycleSummary
+from engine.stats import CycleStats, FetchCounts, PublishCounts
 from testkit import ROOT
 
 
-def summary(cycle: int, *, failed: int = 0, seconds: float = 1.2) -> CycleSummary:
-    return CycleSummary(
+def summary(cycle: int, *, failed: int = 0, seconds: float = 1.2) -> CycleStats:
+    return CycleStats(
         cycle=cycle,
-        requested=5000,
-        fetched=4980 - failed,
-        valid=4950 - failed,
-        unchanged=1200,
-        stale=3,
-        missing=20,
-        failed=failed,
-        requests=100,
-        attempts=104,
-        rejected={"price_out_of_range": 12, "missing_volume": 18},
-        errors={"UpstreamTransportError": 1} if failed else {},
-        published=3700 - failed,
-        deduplicated=50,
-        publish_failed=0,
-        dlq=30,
+        fetch=FetchCounts(
+            requested=5000,
+            fetched=4980 - failed,
+            valid=4950 - failed,
+            unchanged=1200,
+            stale=3,
+            missing=20,
+            failed=failed,
+            requests=100,
+            attempts=104,
+            rejected={"price_out_of_range": 12, "missing_volume": 18},
+            errors={"UpstreamTransportError": 1} if failed else {},
+        ),
+        publish=PublishCounts(published=3700 - failed, deduplicated=50, failed=0, dlq=30),
         fetch_seconds=seconds * 0.8,
         seconds=seconds,
     )
@@ -60,7 +59,7 @@ class FakeSource:
         universe = load_symbols(ROOT / "symbols.json")
         self.symbols = universe.symbols
         self.tracker = QualityTracker.for_universe(universe.symbols, universe.meta)
-        self.cycles: list[CycleSummary] = []
+        self.cycles: list[CycleStats] = []
         self.breaker: int | str = "closed"
         self.rate: RateView | None = RateView(current_rps=12.5, max_rps=50.0, headroom_ratio=0.75)
         self.refreshes = 0
@@ -83,7 +82,7 @@ class FakeSource:
 
     # -- StatusSource -------------------------------------------------------------------------
 
-    def recent_cycles(self) -> Sequence[CycleSummary]:
+    def recent_cycles(self) -> Sequence[CycleStats]:
         return self.cycles[-30:]
 
     def breaker_state(self) -> int | str:

@@ -8,13 +8,13 @@ split to isolate the symbol that poisons it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import pytest
 
 from engine.errors import RateLimitedError, UpstreamError, UpstreamServerError
-from engine.source.decode import MalformedQuote, QuoteBatch
-from engine.worker import CycleStats, YahooPollSource
+from engine.source.decode import QuoteBatch
+from engine.source.poll import Poll, YahooPollSource
+from engine.stats import FetchCounts
 
 
 class Client:
@@ -36,14 +36,7 @@ class Sink:
     def __init__(self) -> None:
         self.accepted: list[str] = []
 
-    async def accept(
-        self,
-        source: int,
-        cycle: int,
-        quotes: Sequence[Any],
-        malformed: Sequence[MalformedQuote],
-        stats: CycleStats,
-    ) -> None:
+    async def accept(self, source: int, cycle: int, got: QuoteBatch, counts: FetchCounts) -> None:
         pass
 
 
@@ -74,8 +67,8 @@ async def test_rate_limited_batch_gets_a_second_try_at_the_end_of_the_cycle() ->
         return None
 
     client = Client(script)
-    stats = CycleStats()
-    await _source(client).poll(SYMS, Sink(), 1, 0.0, stats)  # type: ignore[arg-type]
+    stats = FetchCounts()
+    await _source(client).poll(SYMS, Poll(Sink(), 1, stats))
     assert stats.failed == 0
     assert stats.missing == len(SYMS)  # every symbol answered (our fake knows none)
     assert client.calls[-1] == ("S04", "S05")  # the deferred batch went last
@@ -84,9 +77,9 @@ async def test_rate_limited_batch_gets_a_second_try_at_the_end_of_the_cycle() ->
 
 async def test_a_429_storm_is_left_for_the_next_cycle() -> None:
     client = Client(lambda b, n: RateLimitedError())
-    stats = CycleStats()
+    stats = FetchCounts()
     src = _source(client)
-    await src.poll(SYMS, Sink(), 1, 0.0, stats)  # type: ignore[arg-type]
+    await src.poll(SYMS, Poll(Sink(), 1, stats))
     assert len(client.calls) == 10  # no second round into a storm
     assert stats.failed == len(SYMS)
     assert src.failed == set(SYMS)  # and they go first next cycle
@@ -101,9 +94,9 @@ async def test_a_failing_batch_is_split_to_isolate_the_poison(poison: str) -> No
         return None
 
     client = Client(script)
-    stats = CycleStats()
+    stats = FetchCounts()
     src = _source(client, batch_size=8)
-    await src.poll(SYMS, Sink(), 1, 0.0, stats)  # type: ignore[arg-type]
+    await src.poll(SYMS, Poll(Sink(), 1, stats))
     assert stats.failed == 1
     assert src.failed == {poison}
     assert stats.errors == {"UpstreamServerError": 1}

@@ -105,9 +105,10 @@ def _cycle_row(c: CycleStatus) -> str:
     cls = "" if c.ok else ' class="bad"'
     return (
         f"<tr{cls}><td>{c.cycle}</td><td>{'yes' if c.ok else 'no'}</td>"
-        f"<td>{c.requested}</td><td>{c.valid}</td><td>{sum(c.rejected.values())}</td>"
-        f"<td>{c.missing}</td><td>{c.failed}</td><td>{c.published}</td>"
-        f"<td>{c.deduplicated + c.unchanged}</td><td>{c.seconds:.2f}</td></tr>"
+        f"<td>{c.fetch.requested}</td><td>{c.fetch.valid}</td>"
+        f"<td>{sum(c.fetch.rejected.values())}</td><td>{c.fetch.missing}</td>"
+        f"<td>{c.fetch.failed}</td><td>{c.publish.published}</td>"
+        f"<td>{c.publish.deduplicated + c.fetch.unchanged}</td><td>{c.seconds:.2f}</td></tr>"
     )
 
 

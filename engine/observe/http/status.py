@@ -7,21 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Protocol
 
-from engine.observe import metrics as m
 from engine.observe.quality import QualitySnapshot
+from engine.stats import CycleStats
 
 STATUS_CYCLES: Final = 10
 """How many of the last cycles the page and the document show."""
 
 
-class CycleStatus(m.CycleView, Protocol):
-    """A completed cycle as the status page reads it (``engine.supervisor.CycleSummary``)."""
-
-    @property
-    def requests(self) -> int: ...
-
-    @property
-    def failed_requests(self) -> int: ...
+CycleStatus = CycleStats
+"""A completed cycle as the status page reads it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +81,10 @@ def error_rates(cycles: Sequence[CycleStatus]) -> ErrorRates:
     A failed request is a batch request that failed after its retries - the Grafana "Error
     rate" panel's ``ingestion_fetch_failures_total``; the engine then splits the batch and
     usually still gets every symbol, which the second ratio (failed + missing) shows."""
-    requests = sum(c.requests for c in cycles)
-    failed_requests = sum(c.failed_requests for c in cycles)
-    requested = sum(c.requested for c in cycles)
-    lost = sum(c.failed + c.missing for c in cycles)
+    requests = sum(c.fetch.requests for c in cycles)
+    failed_requests = sum(c.fetch.failed_requests for c in cycles)
+    requested = sum(c.fetch.requested for c in cycles)
+    lost = sum(c.fetch.failed + c.fetch.missing for c in cycles)
     return ErrorRates(
         failed_requests / requests if requests else None,
         lost / requested if requested else None,
@@ -118,11 +112,11 @@ def status_doc(v: StatusView) -> dict[str, Any]:
             {
                 "cycle": c.cycle,
                 "ok": c.ok,
-                "requested": c.requested,
-                "valid": c.valid,
-                "missing": c.missing,
-                "failed": c.failed,
-                "published": c.published,
+                "requested": c.fetch.requested,
+                "valid": c.fetch.valid,
+                "missing": c.fetch.missing,
+                "failed": c.fetch.failed,
+                "published": c.publish.published,
                 "seconds": c.seconds,
             }
             for c in v.cycles[-STATUS_CYCLES:]

@@ -25,7 +25,6 @@ meant per batch or per cycle, never per quote.
 from __future__ import annotations
 
 from engine.observe.metrics.cycles import (
-    CycleView,
     record_cycle,
     record_overrun,
     set_failure_rate,
@@ -79,7 +78,6 @@ __all__ = [
     "PREFIX",
     "CacheStatsView",
     "ChildKind",
-    "CycleView",
     "QualityCollector",
     "StoreStatsView",
     "breaker_value",

@@ -3,79 +3,38 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol
 
 from engine.observe.metrics.multiprocess import families as _m
+from engine.stats import CycleStats
 
 
-class CycleView(Protocol):
-    """What :func:`record_cycle` reads of a cycle (``engine.supervisor.CycleSummary``)."""
-
-    @property
-    def cycle(self) -> int: ...
-    @property
-    def requested(self) -> int: ...
-    @property
-    def fetched(self) -> int: ...
-    @property
-    def valid(self) -> int: ...
-    @property
-    def unchanged(self) -> int: ...
-    @property
-    def stale(self) -> int: ...
-    @property
-    def missing(self) -> int: ...
-    @property
-    def failed(self) -> int: ...
-    @property
-    def rejected(self) -> dict[str, int]: ...
-    @property
-    def errors(self) -> dict[str, int]: ...
-    @property
-    def published(self) -> int: ...
-    @property
-    def deduplicated(self) -> int: ...
-    @property
-    def publish_failed(self) -> int: ...
-    @property
-    def dlq(self) -> int: ...
-    @property
-    def outboxed(self) -> int: ...
-    @property
-    def fetch_seconds(self) -> float: ...
-    @property
-    def seconds(self) -> float: ...
-    @property
-    def ok(self) -> bool: ...
-
-
-def record_cycle(summary: CycleView, now: float | None = None) -> None:
-    """Supervisor, once per completed cycle (``Supervisor._finish``)."""
+def record_cycle(summary: CycleStats, now: float | None = None) -> None:
+    """Supervisor, once per completed cycle (``CycleBook.finish``)."""
     m = _m()
-    s = summary
+    s, f, p = summary, summary.fetch, summary.publish
     m.cycles.labels(outcome="ok" if s.ok else "degraded").inc()
     m.cycle_duration.observe(s.seconds)
     m.cycle_fetch_duration.observe(s.fetch_seconds)
-    m.symbols_requested.inc(s.requested)
-    m.symbols_fetched.inc(s.fetched)
-    m.symbols_missing.inc(s.missing)
-    m.symbols_failed.inc(s.failed)
-    m.quotes_valid.inc(s.valid)
-    m.quotes_unchanged.inc(s.unchanged)
-    m.quotes_stale.inc(s.stale)
-    for reason, n in s.rejected.items():
+    m.symbols_requested.inc(f.requested)
+    m.symbols_fetched.inc(f.fetched)
+    m.symbols_missing.inc(f.missing)
+    m.symbols_failed.inc(f.failed)
+    m.quotes_valid.inc(f.valid)
+    m.quotes_unchanged.inc(f.unchanged)
+    m.quotes_stale.inc(f.stale)
+    for reason, n in f.rejected.items():
         if n:
             m.quotes_rejected.labels(reason=reason).inc(n)
     for outcome, n in (
-        ("published", s.published),
-        ("deduplicated", s.deduplicated),
-        ("failed", s.publish_failed),
-        ("dead_lettered", s.dlq),
-        ("outboxed", s.outboxed),
+        ("published", p.published),
+        ("deduplicated", p.deduplicated),
+        ("failed", p.failed),
+        ("dead_lettered", p.dlq),
+        ("outboxed", p.outboxed),
     ):
         m.messages.labels(outcome=outcome).inc(n)
     if s.fetch_seconds > 0:
-        m.symbols_per_second.set(s.fetched / s.fetch_seconds)
+        m.symbols_per_second.set(f.fetched / s.fetch_seconds)
     if s.ok:
         m.last_success.set(time.time() if now is None else now)
 

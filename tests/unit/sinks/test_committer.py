@@ -12,7 +12,7 @@ from engine.records import OutMessage
 from engine.runtime import ipc
 from engine.sinks import committer as committer_mod
 from engine.sinks.committer import Committer, CycleLedger
-from engine.stats import Outcome
+from engine.stats import Outcome, PublishCounts
 
 
 @dataclass
@@ -69,8 +69,8 @@ class TestLedger:
         ledger.seal(1, {0: 10})
         ledger.seal(2, {0: 10})
         assert reports == [
-            ipc.CyclePublished(cycle=1, published=1, deduplicated=1, failed=2, dlq=1, outboxed=2),
-            ipc.CyclePublished(cycle=2, published=1, deduplicated=0, failed=0, dlq=0, outboxed=0),
+            ipc.CyclePublished(cycle=1, counts=PublishCounts(1, 1, 2, 1, 2)),
+            ipc.CyclePublished(cycle=2, counts=PublishCounts(1, 0, 0, 0, 0)),
         ]
         assert ledger.counts == {} and ledger.seals == {}
 
@@ -85,7 +85,7 @@ class TestLedger:
         assert reports == []
         rings[1].commit(2)
         ledger.check()
-        assert [r.cycle for r in reports] == [3] and reports[0].published == 1
+        assert [r.cycle for r in reports] == [3] and reports[0].counts.published == 1
         ledger.check()
         assert len(reports) == 1
 

@@ -24,6 +24,7 @@ from engine.ringbuf import Ring
 from engine.runtime import ipc
 from engine.sinks import jetstream as jetstream_mod
 from engine.sinks.publisher import Publisher
+from engine.stats import PublishCounts
 from tests.unit.sinks.fake_jetstream import FakeNats
 
 T = 1_764_000_000
@@ -114,9 +115,7 @@ class TestPublisherProcess:
         end = harness.write(1, ["AAA", "BBB", "CCC"])
         harness.send(ipc.Seal(cycle=1, positions={0: end}))
         report = await harness.expect(ipc.CyclePublished)
-        assert report == ipc.CyclePublished(
-            cycle=1, published=3, deduplicated=0, failed=0, dlq=0, outboxed=0
-        )
+        assert report == ipc.CyclePublished(cycle=1, counts=PublishCounts(published=3))
         assert harness.ring.tail == end
         assert harness.nats.js.order == [f"{s}:{T}" for s in ("AAA", "BBB", "CCC")]
         harness.send(ipc.Stop(grace_s=1.0))
@@ -133,7 +132,7 @@ class TestPublisherProcess:
         harness.send(ipc.Seal(cycle=2, positions={0: end}))
         harness.send(ipc.Stop(grace_s=0.2))
         report = await harness.expect(ipc.CyclePublished)
-        assert report.outboxed == 2 and report.published == 0
+        assert report.counts.outboxed == 2 and report.counts.published == 0
         await asyncio.wait_for(running, 5)
         assert harness.ring.tail == end  # released: durable in the outbox
         assert harness.publisher.delivery.outbox.count_messages() == 2

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from engine.observe.http.page import render_status
 from engine.observe.http.status import StatusView
-from engine.supervisor import CycleSummary
+from engine.stats import CycleStats, FetchCounts
 
 
-def _view(cycles: list[CycleSummary]) -> StatusView:
+def _view(cycles: list[CycleStats]) -> StatusView:
     return StatusView(
         now=100.0,
         started_at=0.0,
@@ -28,7 +28,10 @@ def test_empty_tables_span_every_column() -> None:
 
 
 def test_cycles_newest_first_and_degraded_marked() -> None:
-    cycles = [CycleSummary(cycle=1, requested=10), CycleSummary(cycle=2, requested=10, failed=3)]
+    cycles = [
+        CycleStats(cycle=1, fetch=FetchCounts(requested=10)),
+        CycleStats(cycle=2, fetch=FetchCounts(requested=10, failed=3)),
+    ]
     page = render_status(_view(cycles))
     assert page.index("<td>2</td>") < page.index("<td>1</td>")
     assert '<tr class="bad"><td>2</td><td>no</td>' in page

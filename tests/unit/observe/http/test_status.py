@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from engine.observe.http.status import ErrorRates, StatusView, error_rates, status_doc
-from engine.supervisor import CycleSummary
+from engine.stats import CycleStats, FetchCounts
 
 
 def test_error_rates_are_typed() -> None:
-    c = CycleSummary(cycle=1, requested=100, requests=4, failed_requests=1, missing=5)
+    c = CycleStats(
+        cycle=1, fetch=FetchCounts(requested=100, requests=4, failed_requests=1, missing=5)
+    )
     rates = error_rates([c])
     assert rates == ErrorRates(request=0.25, symbol_loss=0.05)
     assert error_rates([]) == ErrorRates(None, None)
 
 
 def test_status_doc_without_quality() -> None:
-    c = CycleSummary(cycle=3, requested=10, requests=1)
+    c = CycleStats(cycle=3, fetch=FetchCounts(requested=10, requests=1))
     view = StatusView(
         now=12.5,
         started_at=2.0,

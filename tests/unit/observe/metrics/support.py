@@ -5,14 +5,14 @@ from __future__ import annotations
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from engine.supervisor import CycleSummary
+from engine.stats import CycleStats, FetchCounts, PublishCounts
 
 
 def value(reg: CollectorRegistry, name: str, **labels: str) -> float | None:
     return reg.get_sample_value(name, labels)
 
 
-def summary(**kw: object) -> CycleSummary:
+def summary(**kw: object) -> CycleStats:
     base: dict[str, object] = {
         "cycle": 7,
         "requested": 100,
@@ -34,4 +34,12 @@ def summary(**kw: object) -> CycleSummary:
         "seconds": 0.8,
     }
     base.update(kw)
-    return msgspec.convert(base, CycleSummary)
+    publish = {"published", "deduplicated", "publish_failed", "dlq", "outboxed"}
+    cycle = {"cycle", "fetch_seconds", "seconds"}
+    fetch = {k: v for k, v in base.items() if k not in publish | cycle}
+    pub = {k.removeprefix("publish_"): v for k, v in base.items() if k in publish}
+    return CycleStats(
+        **{k: v for k, v in base.items() if k in cycle},  # type: ignore[arg-type]
+        fetch=msgspec.convert(fetch, FetchCounts),
+        publish=msgspec.convert(pub, PublishCounts),
+    )
