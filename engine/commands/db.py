@@ -16,24 +16,19 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
-import asyncpg
 import msgspec
 
 from engine.config import PostgresSettings
+from engine.deps import postgres as pg
 from engine.errors import StoreError
 from engine.sinks import partitions as parts
-from engine.sinks.migrations import (
-    Manager,
-    Mode,
-    maintain_partitions,
-    migrate,
-    partition_manager,
-    recorded_state,
-    run_partman_maintenance,
-)
+from engine.sinks.migrations import Manager, Mode, migrate, partition_manager, recorded_state
+from engine.sinks.store.maintenance import maintain_once
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +76,7 @@ async def migrate_command(
     err = err or sys.stderr
     earnings = None
     try:
-        conn = await open_connection(settings, purpose="db-migrate")
-        try:
+        async with connection(settings, purpose="db-migrate") as conn:
             if earnings_table is not None:
                 earnings = await migrate_earnings(conn, earnings_table)
             res = await migrate(
@@ -93,9 +87,7 @@ async def migrate_command(
                 allow_timescale=allow_timescale,
             )
             if res.mode == "native":
-                await _maintain(conn, settings, dt.datetime.now(dt.UTC).date())
-        finally:
-            await conn.close()
+                await maintain_once(conn, settings, dt.datetime.now(dt.UTC).date())
     except Exception as exc:  # report, never a traceback: the CLI's exit status says it
         print(f"db migrate failed: {_describe(exc)}", file=err)
         return 1
@@ -133,16 +125,13 @@ async def maintain_command(
     err = err or sys.stderr
     day = today or dt.datetime.now(dt.UTC).date()
     try:
-        conn = await open_connection(settings, purpose="db-maintain")
-        try:
+        async with connection(settings, purpose="db-maintain") as conn:
             _, mode = await recorded_state(conn, settings.table)
             if mode != "native":
                 what = "is not migrated" if mode is None else "is a TimescaleDB hypertable"
                 print(f"{settings.table} {what}: no partition maintenance to do", file=out)
                 return 0 if mode else 1
-            plan = await _maintain(conn, settings, day)
-        finally:
-            await conn.close()
+            plan = await maintain_once(conn, settings, day)
     except Exception as exc:  # report, never a traceback: the CLI's exit status says it
         print(f"db maintain failed: {_describe(exc)}", file=err)
         return 1
@@ -155,23 +144,6 @@ async def maintain_command(
     return 0
 
 
-async def _maintain(
-    conn: Any, settings: PostgresSettings, day: dt.date
-) -> parts.PartitionPlan | None:
-    """The engine's maintenance for ``day``, or pg_partman's (then None) if it manages the table."""
-    manager, schema = await partition_manager(conn, settings.table)
-    if manager == "pg_partman" and schema is not None:
-        await run_partman_maintenance(conn, settings.table, schema)
-        return None
-    return await maintain_partitions(
-        conn,
-        settings.table,
-        day,
-        retention_days=settings.retention_days,
-        ahead_days=settings.partitions_ahead_days,
-    )
-
-
 async def stats_command(
     settings: PostgresSettings,
     out: TextIO,
@@ -182,11 +154,8 @@ async def stats_command(
     """Print rows per day, partitions/chunks, oldest/newest quote and size of the table."""
     err = err or sys.stderr
     try:
-        conn = await open_connection(settings, purpose="db-stats")
-        try:
+        async with connection(settings, purpose="db-stats") as conn:
             st = await collect_stats(conn, settings.table)
-        finally:
-            await conn.close()
     except Exception as exc:  # report, never a traceback: the CLI's exit status says it
         print(f"db stats failed: {_describe(exc)}", file=err)
         return 1
@@ -200,27 +169,21 @@ async def stats_command(
     return 0
 
 
-async def open_connection(settings: PostgresSettings, *, purpose: str) -> Any:
-    """One connection for a command; raises :class:`StoreError` (the DSN redacted)."""
+@asynccontextmanager
+async def connection(settings: PostgresSettings, *, purpose: str) -> AsyncIterator[Any]:
+    """One connection for a command, closed on exit; :class:`StoreError` names the redacted DSN."""
+    conn = await pg.connect(settings, purpose=purpose)
     try:
-        return await asyncpg.connect(
-            settings.dsn.reveal(),
-            timeout=settings.command_timeout_s,
-            command_timeout=settings.command_timeout_s,
-            server_settings={"application_name": f"ingestion-agent:{purpose}"},
-        )
-    except Exception as exc:
-        raise StoreError(
-            f"cannot connect to PostgreSQL at {settings.dsn.redacted()}: "
-            f"{type(exc).__name__}: {str(exc)[:300]}"
-        ) from exc
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def collect_stats(conn: Any, table: str) -> TableStats | None:
     """Gather :class:`TableStats`; None if the table does not exist."""
     parts.check_table_name(table)
     ident = parts.quote_ident(table)
-    try:
+    with pg.translate(f"cannot read statistics of {table}"):
         if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", ident):
             return None
         version, mode = await recorded_state(conn, table)
@@ -237,8 +200,6 @@ async def collect_stats(conn: Any, table: str) -> TableStats | None:
         else:
             partitions = await _partitions(conn, ident)
             total = sum(p.bytes or 0 for p in partitions)
-    except Exception as exc:
-        raise StoreError(f"cannot read statistics of {table}: {exc}") from exc
     return TableStats(
         table=table,
         mode=mode,
