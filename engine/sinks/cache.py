@@ -32,7 +32,6 @@ Outages
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import hashlib
@@ -41,8 +40,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import quote as _pct
 
 import msgspec
@@ -52,8 +50,8 @@ from engine.deps import redis as redis_dep
 from engine.errors import CacheError, ConfigError
 from engine.quote import Quote
 from engine.retry import backoff_s
-from engine.runtime.tasks import TaskSupervisor
 from engine.sinks.batch_writer import BatchResult, BatchWriter
+from engine.sinks.lifecycle import AsyncResource, BackgroundTasks
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +134,7 @@ class CacheStats:
     last_batch_s: float | None
 
 
-class QuoteCache:
+class QuoteCache(AsyncResource):
     """Owner of the Redis connection; ``async with QuoteCache.connect(settings) as cache``."""
 
     def __init__(self, settings: RedisSettings) -> None:
@@ -155,8 +153,7 @@ class QuoteCache:
             functools.partial(backoff_s, base_s=_BACKOFF_BASE_S, cap_s=_BACKOFF_MAX_S, jitter=0.0),
         )
         self._outage = self._writer.outage
-        self._tasks: TaskSupervisor | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = BackgroundTasks("cache")
         self._closed = False
         self._c = {"written": 0, "older": 0, "unencodable": 0}
         self._last_batch_keys = 0
@@ -166,18 +163,6 @@ class QuoteCache:
     @classmethod
     def connect(cls, settings: RedisSettings) -> QuoteCache:
         return cls(settings)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @property
     def stats(self) -> CacheStats:
@@ -202,9 +187,8 @@ class QuoteCache:
             await redis_dep.ping(self._client)
         except CacheError as exc:
             self._mark_down(exc)
-        self._tasks = TaskSupervisor("cache")
-        await self._tasks.__aenter__()
-        self._task = self._tasks.spawn("writer", self._writer.run())
+        await self._tasks.start()
+        self._tasks.loop("writer", self._writer.run())
 
     def submit(self, quotes: Sequence[Quote]) -> None:
         """Queue quotes for the cache (newest per symbol kept). Never blocks or raises on outage."""
@@ -220,7 +204,7 @@ class QuoteCache:
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until every submitted quote was written (True) or ``timeout_s`` passed (False)."""
-        if not self._settings.enabled or self._task is None:
+        if not self._settings.enabled or not self._tasks.running:
             return True
         return await self._writer.wait_until(lambda: not (self._dirty or self._inflight), timeout_s)
 
@@ -250,11 +234,7 @@ class QuoteCache:
             return
         self._closed = True
         self._writer.close()
-        tasks, self._tasks = self._tasks, None
-        if tasks is not None and self._task is not None:
-            await asyncio.sleep(0)  # a task cancelled before its first step: never awaited
-            self._task.cancel()
-            await tasks.__aexit__(None, None, None)
+        await self._tasks.stop()
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(*redis_dep.ERRORS):

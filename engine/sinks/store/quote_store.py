@@ -32,24 +32,22 @@ Partitions
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from engine.config import PostgresSettings
 from engine.deps import postgres as pg
 from engine.errors import StoreError
 from engine.quote import Quote
 from engine.retry import RetryPolicy, backoff_s, retry
-from engine.runtime.tasks import TaskSupervisor
 from engine.sinks import partitions as parts
 from engine.sinks.batch_writer import BatchWriter, Outage
+from engine.sinks.lifecycle import AsyncResource, BackgroundTasks
 from engine.sinks.migrations import Manager, Mode, list_partition_days
 from engine.sinks.store.backlog import Backlog
 from engine.sinks.store.copy_writer import CopyWriter
@@ -64,7 +62,7 @@ BACKOFF_MAX_S: Final = 30.0
 """Longest wait between two tries to reach PostgreSQL (start-up and outages)."""
 
 
-class QuoteStore:
+class QuoteStore(AsyncResource):
     """Owner of the PostgreSQL pool; ``async with QuoteStore.connect(settings) as store``."""
 
     def __init__(
@@ -100,8 +98,7 @@ class QuoteStore:
         )
         self._sink = StoreSink(self._db, self._backlog, self._copy, outage, self._prepare)
         self._writer = BatchWriter(self._sink, self._backoff, outage)
-        self._tasks: TaskSupervisor | None = None
-        self._loops: list[asyncio.Task[None]] = []
+        self._tasks = BackgroundTasks(f"store:{table}")
         self._started = False
         self._closed = False
 
@@ -109,18 +106,6 @@ class QuoteStore:
     def connect(cls, settings: PostgresSettings, **kwargs: Any) -> QuoteStore:
         """The store, to be entered with ``async with`` (which connects and migrates)."""
         return cls(settings, **kwargs)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -211,13 +196,10 @@ class QuoteStore:
                 },
             )
         await self._startup_connect()
-        self._tasks = TaskSupervisor(f"store:{self._db.name}")
-        await self._tasks.__aenter__()
+        await self._tasks.start()
         self._started = True
-        self._loops = [
-            self._tasks.spawn("writer", self._writer.run()),
-            self._tasks.spawn("maintenance", self._maintain_periodically()),
-        ]
+        self._tasks.loop("writer", self._writer.run())
+        self._tasks.loop("maintenance", self._maintain_periodically())
         self._backlog.start(self._tasks.spawn)
         self._writer.wake()
 
@@ -227,16 +209,8 @@ class QuoteStore:
             return
         self._closed = True
         self._writer.close()
-        # one turn of the loop first: a task cancelled before its first step would leave the
-        # supervised coroutine never awaited
-        await asyncio.sleep(0)
-        for task in self._loops:
-            task.cancel()
-        tasks, self._tasks = self._tasks, None
         try:
-            if tasks is not None:
-                await self._backlog.wait_spilled()
-                await tasks.__aexit__(None, None, None)
+            await self._tasks.stop()  # waits for a spill in progress
         finally:
             await self._backlog.spill_all()
             await self._db.close()
