@@ -27,7 +27,8 @@ from engine.config import PostgresSettings
 from engine.deps import postgres as pg
 from engine.errors import StoreError
 from engine.sinks import partitions as parts
-from engine.sinks.migrations import Manager, Mode, migrate, partition_manager, recorded_state
+from engine.sinks.migrations import Mode, migrate, recorded_state
+from engine.sinks.partition_ddl import Manager, partition_manager
 from engine.sinks.store.maintenance import maintain_once
 
 

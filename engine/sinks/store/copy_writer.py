@@ -29,7 +29,7 @@ import asyncpg
 from engine.config import PostgresSettings
 from engine.quote import Quote
 from engine.sinks import partitions as parts
-from engine.sinks.migrations import Manager, create_partitions, list_partition_days
+from engine.sinks.partition_ddl import Manager, create_partitions, list_partition_days
 from engine.sinks.store.rows import COLUMNS, EPOCH, Row, RowEncoder, is_data_error
 from engine.sinks.store.stats import StoreCounters
 

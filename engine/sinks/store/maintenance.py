@@ -1,6 +1,6 @@
 """Partition maintenance of a native quote table: once (``db maintain``) or periodically (store).
 
-The engine's own maintenance (:func:`~engine.sinks.migrations.maintain_partitions`, planned by
+The engine's own maintenance (:func:`~engine.sinks.partition_ddl.maintain_partitions`, planned by
 :mod:`engine.sinks.partitions`) creates the partitions ``ahead_days`` ahead and drops those past
 ``retention_days``; for a table registered with pg_partman, pg_partman's ``run_maintenance``
 runs instead (on the database's clock). In ``timescale`` mode TimescaleDB's policies do it.
@@ -15,7 +15,11 @@ from typing import Any
 
 from engine.config import PostgresSettings
 from engine.sinks import partitions as parts
-from engine.sinks.migrations import maintain_partitions, partition_manager, run_partman_maintenance
+from engine.sinks.partition_ddl import (
+    maintain_partitions,
+    partition_manager,
+    run_partman_maintenance,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -48,7 +48,8 @@ from engine.retry import RetryPolicy, backoff_s, retry
 from engine.sinks import partitions as parts
 from engine.sinks.batch_writer import BatchWriter, Outage
 from engine.sinks.lifecycle import AsyncResource, BackgroundTasks
-from engine.sinks.migrations import Manager, Mode, list_partition_days
+from engine.sinks.migrations import Mode
+from engine.sinks.partition_ddl import Manager, list_partition_days
 from engine.sinks.store.backlog import Backlog
 from engine.sinks.store.copy_writer import CopyWriter
 from engine.sinks.store.maintenance import maintain_periodically, maintain_table

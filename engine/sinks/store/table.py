@@ -18,7 +18,8 @@ import asyncpg
 from engine.config import PostgresSettings
 from engine.deps import postgres as pg
 from engine.errors import StoreError
-from engine.sinks.migrations import Manager, Mode, configure_partman, migrate, partition_manager
+from engine.sinks.migrations import Mode, migrate
+from engine.sinks.partition_ddl import Manager, configure_partman, partition_manager
 
 
 class QuoteTable:
