@@ -98,7 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub.add_parser(
         "migrate", help="create or migrate the market_data (and earnings_calendar) schema"
     )
-    dbsub.add_parser("stats", help="rows per day, partitions, oldest/newest quote, size")
+    dst = dbsub.add_parser("stats", help="rows per day, partitions, oldest/newest quote, size")
+    dst.add_argument("--json", action="store_true", help="print one JSON document")
+    dm = dbsub.add_parser(
+        "maintain", help="create partitions ahead and drop expired ones once (native mode)"
+    )
+    dm.add_argument(
+        "--date", type=_date, default=None, help="UTC day YYYY-MM-DD to plan for (default: today)"
+    )
     return p
 
 
@@ -122,7 +129,11 @@ def _db(config: Config, args: argparse.Namespace) -> int:
         return uvloop.run(
             dbcli.migrate_command(config.postgres, sys.stdout, earnings_table=earnings)
         )
-    return uvloop.run(dbcli.stats_command(config.postgres, sys.stdout))
+    if args.db_command == "maintain":
+        return uvloop.run(dbcli.maintain_command(config.postgres, sys.stdout, today=args.date))
+    return uvloop.run(
+        dbcli.stats_command(config.postgres, sys.stdout, fmt="json" if args.json else "text")
+    )
 
 
 def _dlq(config: Config, args: argparse.Namespace) -> int:

@@ -16,24 +16,20 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
-import asyncpg
 import msgspec
 
 from engine.config import PostgresSettings
+from engine.deps import postgres as pg
 from engine.errors import StoreError
 from engine.sinks import partitions as parts
-from engine.sinks.migrations import (
-    Manager,
-    Mode,
-    maintain_partitions,
-    migrate,
-    partition_manager,
-    recorded_state,
-    run_partman_maintenance,
-)
+from engine.sinks.migrations import Mode, migrate, recorded_state
+from engine.sinks.partition_ddl import Manager, partition_manager
+from engine.sinks.store.maintenance import maintain_once
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,48 +74,40 @@ async def migrate_command(
     """Apply pending migrations to ``settings.table`` (and to ``earnings_table``, if given)."""
     from engine.earnings.migration import migrate_earnings
 
-    err = err or sys.stderr
-    earnings = None
-    try:
-        conn = await open_connection(settings, purpose="db-migrate")
-        try:
-            if earnings_table is not None:
-                earnings = await migrate_earnings(conn, earnings_table)
-            res = await migrate(
-                conn,
-                settings.table,
-                retention_days=settings.retention_days,
-                ahead_days=settings.partitions_ahead_days,
-                allow_timescale=allow_timescale,
+    async def work(conn: Any) -> int:
+        report: list[str] = []  # printed once everything succeeded
+        if earnings_table is not None:
+            e = await migrate_earnings(conn, earnings_table)
+            done = (
+                f"migrated from version {e.from_version} to {e.to_version}"
+                if e.applied
+                else f"already at version {e.to_version}; nothing to do"
             )
-            if res.mode == "native":
-                await _maintain(conn, settings, dt.datetime.now(dt.UTC).date())
-        finally:
-            await conn.close()
-    except Exception as exc:  # report, never a traceback: the CLI's exit status says it
-        print(f"db migrate failed: {_describe(exc)}", file=err)
-        return 1
-    if earnings is not None:
-        e = earnings
-        done = (
-            f"migrated from version {e.from_version} to {e.to_version}"
-            if e.applied
-            else f"already at version {e.to_version}; nothing to do"
+            report.append(f"{e.table}: {done}")
+        res = await migrate(
+            conn,
+            settings.table,
+            retention_days=settings.retention_days,
+            ahead_days=settings.partitions_ahead_days,
+            allow_timescale=allow_timescale,
         )
-        print(f"{e.table}: {done}", file=out)
-    if res.applied:
-        applied = ", ".join(str(v) for v in res.applied)
-        print(
-            f"{res.table}: migrated from version {res.from_version} to {res.to_version} "
-            f"({res.mode}); applied {applied}",
-            file=out,
-        )
-    else:
-        print(
-            f"{res.table}: already at version {res.to_version} ({res.mode}); nothing to do",
-            file=out,
-        )
-    return 0
+        if res.mode == "native":
+            await maintain_once(conn, settings, dt.datetime.now(dt.UTC).date())
+        if res.applied:
+            applied = ", ".join(str(v) for v in res.applied)
+            report.append(
+                f"{res.table}: migrated from version {res.from_version} to {res.to_version} "
+                f"({res.mode}); applied {applied}"
+            )
+        else:
+            report.append(
+                f"{res.table}: already at version {res.to_version} ({res.mode}); nothing to do"
+            )
+        for line in report:
+            print(line, file=out)
+        return 0
+
+    return await _run("migrate", settings, err, work)
 
 
 async def maintain_command(
@@ -130,46 +118,24 @@ async def maintain_command(
     today: dt.date | None = None,
 ) -> int:
     """Create partitions ahead / drop expired ones once (native mode only)."""
-    err = err or sys.stderr
     day = today or dt.datetime.now(dt.UTC).date()
-    try:
-        conn = await open_connection(settings, purpose="db-maintain")
-        try:
-            _, mode = await recorded_state(conn, settings.table)
-            if mode != "native":
-                what = "is not migrated" if mode is None else "is a TimescaleDB hypertable"
-                print(f"{settings.table} {what}: no partition maintenance to do", file=out)
-                return 0 if mode else 1
-            plan = await _maintain(conn, settings, day)
-        finally:
-            await conn.close()
-    except Exception as exc:  # report, never a traceback: the CLI's exit status says it
-        print(f"db maintain failed: {_describe(exc)}", file=err)
-        return 1
-    if plan is None:
-        print(f"{settings.table}: pg_partman maintenance ran (on the server's clock)", file=out)
+
+    async def work(conn: Any) -> int:
+        _, mode = await recorded_state(conn, settings.table)
+        if mode != "native":
+            what = "is not migrated" if mode is None else "is a TimescaleDB hypertable"
+            print(f"{settings.table} {what}: no partition maintenance to do", file=out)
+            return 0 if mode else 1
+        plan = await maintain_once(conn, settings, day)
+        if plan is None:
+            print(f"{settings.table}: pg_partman maintenance ran (on the server's clock)", file=out)
+            return 0
+        created = ", ".join(d.isoformat() for d in plan.create) or "none"
+        dropped = ", ".join(d.isoformat() for d in plan.drop) or "none"
+        print(f"{settings.table} ({day}): created {created}; dropped {dropped}", file=out)
         return 0
-    created = ", ".join(d.isoformat() for d in plan.create) or "none"
-    dropped = ", ".join(d.isoformat() for d in plan.drop) or "none"
-    print(f"{settings.table} ({day}): created {created}; dropped {dropped}", file=out)
-    return 0
 
-
-async def _maintain(
-    conn: Any, settings: PostgresSettings, day: dt.date
-) -> parts.PartitionPlan | None:
-    """The engine's maintenance for ``day``, or pg_partman's (then None) if it manages the table."""
-    manager, schema = await partition_manager(conn, settings.table)
-    if manager == "pg_partman" and schema is not None:
-        await run_partman_maintenance(conn, settings.table, schema)
-        return None
-    return await maintain_partitions(
-        conn,
-        settings.table,
-        day,
-        retention_days=settings.retention_days,
-        ahead_days=settings.partitions_ahead_days,
-    )
+    return await _run("maintain", settings, err, work)
 
 
 async def stats_command(
@@ -180,47 +146,52 @@ async def stats_command(
     fmt: Literal["text", "json"] = "text",
 ) -> int:
     """Print rows per day, partitions/chunks, oldest/newest quote and size of the table."""
-    err = err or sys.stderr
-    try:
-        conn = await open_connection(settings, purpose="db-stats")
-        try:
-            st = await collect_stats(conn, settings.table)
-        finally:
-            await conn.close()
-    except Exception as exc:  # report, never a traceback: the CLI's exit status says it
-        print(f"db stats failed: {_describe(exc)}", file=err)
-        return 1
-    if st is None:
-        print(f"table {settings.table} does not exist; run `ingestion-agent db migrate`", file=err)
-        return 1
-    if fmt == "json":
-        out.write(msgspec.json.encode(st).decode() + "\n")
-    else:
-        out.write(format_stats(st))
-    return 0
+
+    async def work(conn: Any) -> int:
+        st = await collect_stats(conn, settings.table)
+        if st is None:
+            print(
+                f"table {settings.table} does not exist; run `ingestion-agent db migrate`",
+                file=err or sys.stderr,
+            )
+            return 1
+        if fmt == "json":
+            out.write(msgspec.json.encode(st).decode() + "\n")
+        else:
+            out.write(format_stats(st))
+        return 0
+
+    return await _run("stats", settings, err, work)
 
 
-async def open_connection(settings: PostgresSettings, *, purpose: str) -> Any:
-    """One connection for a command; raises :class:`StoreError` (the DSN redacted)."""
+async def _run(
+    name: str, settings: PostgresSettings, err: TextIO | None, work: Callable[[Any], Awaitable[int]]
+) -> int:
+    """Connect, ``work(conn)`` (its exit status), close. A failure is reported on ``err``
+    (default: stderr), never as a traceback, and is exit status 1."""
     try:
-        return await asyncpg.connect(
-            settings.dsn.reveal(),
-            timeout=settings.command_timeout_s,
-            command_timeout=settings.command_timeout_s,
-            server_settings={"application_name": f"ingestion-agent:{purpose}"},
-        )
+        async with connection(settings, purpose=f"db-{name}") as conn:
+            return await work(conn)
     except Exception as exc:
-        raise StoreError(
-            f"cannot connect to PostgreSQL at {settings.dsn.redacted()}: "
-            f"{type(exc).__name__}: {str(exc)[:300]}"
-        ) from exc
+        print(f"db {name} failed: {_describe(exc)}", file=err or sys.stderr)
+        return 1
+
+
+@asynccontextmanager
+async def connection(settings: PostgresSettings, *, purpose: str) -> AsyncIterator[Any]:
+    """One connection for a command, closed on exit; :class:`StoreError` names the redacted DSN."""
+    conn = await pg.connect(settings, purpose=purpose)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def collect_stats(conn: Any, table: str) -> TableStats | None:
     """Gather :class:`TableStats`; None if the table does not exist."""
     parts.check_table_name(table)
     ident = parts.quote_ident(table)
-    try:
+    with pg.translate(f"cannot read statistics of {table}"):
         if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", ident):
             return None
         version, mode = await recorded_state(conn, table)
@@ -237,8 +208,6 @@ async def collect_stats(conn: Any, table: str) -> TableStats | None:
         else:
             partitions = await _partitions(conn, ident)
             total = sum(p.bytes or 0 for p in partitions)
-    except Exception as exc:
-        raise StoreError(f"cannot read statistics of {table}: {exc}") from exc
     return TableStats(
         table=table,
         mode=mode,

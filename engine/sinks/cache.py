@@ -32,27 +32,26 @@ Outages
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import quote as _pct
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from engine.config import RedisSettings
+from engine.deps import redis as redis_dep
 from engine.errors import CacheError, ConfigError
 from engine.quote import Quote
+from engine.retry import backoff_s
+from engine.sinks.batch_writer import BatchResult, BatchWriter
+from engine.sinks.lifecycle import AsyncResource, BackgroundTasks
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +134,7 @@ class CacheStats:
     last_batch_s: float | None
 
 
-class QuoteCache:
+class QuoteCache(AsyncResource):
     """Owner of the Redis connection; ``async with QuoteCache.connect(settings) as cache``."""
 
     def __init__(self, settings: RedisSettings) -> None:
@@ -149,45 +148,32 @@ class QuoteCache:
         self._client: Any = None
         self._dirty: dict[str, Quote] = {}
         self._inflight: dict[str, Quote] = {}
-        self._wake = asyncio.Event()
-        self._progress = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._writer = BatchWriter(
+            self,
+            functools.partial(backoff_s, base_s=_BACKOFF_BASE_S, cap_s=_BACKOFF_MAX_S, jitter=0.0),
+        )
+        self._outage = self._writer.outage
+        self._tasks = BackgroundTasks("cache")
         self._closed = False
-        self._available = True
-        self._down_since = 0.0
-        self._attempt = 0
-        self._c = {"written": 0, "older": 0, "unencodable": 0, "outages": 0}
-        self._last_error_kind: str | None = None
+        self._c = {"written": 0, "older": 0, "unencodable": 0}
         self._last_batch_keys = 0
         self._last_batch_s: float | None = None
+        self._refilled = 0
 
     @classmethod
     def connect(cls, settings: RedisSettings) -> QuoteCache:
         return cls(settings)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     @property
     def stats(self) -> CacheStats:
         return CacheStats(
-            available=self._available,
+            available=self._outage.available,
             keys_written=self._c["written"],
             keys_skipped_older=self._c["older"],
             keys_unencodable=self._c["unencodable"],
             pending_symbols=len(self._dirty) + len(self._inflight),
-            outages=self._c["outages"],
-            last_error_kind=self._last_error_kind,
+            outages=self._outage.outages,
+            last_error_kind=self._outage.last_error_kind,
             last_batch_keys=self._last_batch_keys,
             last_batch_s=self._last_batch_s,
         )
@@ -196,20 +182,13 @@ class QuoteCache:
         """Create the client and check Redis once; an outage is logged, never raised."""
         if not self._settings.enabled or self._client is not None:
             return
-        s = self._settings
-        self._client = aioredis.Redis.from_url(
-            s.url.reveal(),
-            socket_timeout=s.timeout_s,
-            socket_connect_timeout=s.timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-            decode_responses=False,
-        )
+        self._client = redis_dep.client(self._settings)
         try:
-            await self._client.ping()
-        except (RedisError, OSError) as exc:
+            await redis_dep.ping(self._client)
+        except CacheError as exc:
             self._mark_down(exc)
-        self._task = asyncio.create_task(self._writer(), name="cache-writer")
+        await self._tasks.start()
+        self._tasks.loop("writer", self._writer.run())
 
     def submit(self, quotes: Sequence[Quote]) -> None:
         """Queue quotes for the cache (newest per symbol kept). Never blocks or raises on outage."""
@@ -221,22 +200,13 @@ class QuoteCache:
         if len(self._dirty) > MAX_PENDING_SYMBOLS:  # only with an unbounded symbol universe
             for sym in list(self._dirty)[: len(self._dirty) - MAX_PENDING_SYMBOLS]:
                 del self._dirty[sym]
-        self._wake.set()
+        self._writer.wake()
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until every submitted quote was written (True) or ``timeout_s`` passed (False)."""
-        if not self._settings.enabled or self._task is None:
+        if not self._settings.enabled or not self._tasks.running:
             return True
-        deadline = time.monotonic() + timeout_s
-        self._wake.set()
-        while self._dirty or self._inflight:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._progress.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), remaining)
-        return True
+        return await self._writer.wait_until(lambda: not (self._dirty or self._inflight), timeout_s)
 
     async def write_latest(self, quotes: Sequence[Quote]) -> int:
         """Write quotes now in one pipeline; returns keys written. Raises :class:`CacheError`."""
@@ -245,14 +215,12 @@ class QuoteCache:
         started = time.perf_counter()
         latest = newest_per_symbol(quotes)
         chunks = self._encode(latest.values())
-        try:
+        with redis_dep.translate("Redis write failed"):
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.script_load(WRITE_LATEST_LUA)
                 for keys, args in chunks:
                     pipe.evalsha(WRITE_LATEST_SHA, len(keys), *keys, *args)
                 results = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise CacheError(f"Redis write failed: {type(exc).__name__}: {exc}") from exc
         written = sum(int(r) for r in results[1:])
         self._c["written"] += written
         self._c["older"] += sum(len(k) for k, _ in chunks) - written
@@ -261,18 +229,47 @@ class QuoteCache:
         return written
 
     async def aclose(self) -> None:
+        """Stop the writer and close the client (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        self._closing.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._writer.close()
+        await self._tasks.stop()
         client, self._client = self._client, None
         if client is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*redis_dep.ERRORS):
                 await client.aclose()
+
+    # -- the batch writer's sink -----------------------------------------------------------------
+
+    def has_work(self) -> bool:
+        return bool(self._dirty)
+
+    async def write_batch(self) -> BatchResult:
+        """Write the pending map; on an outage keep the newest of it and of what came meanwhile."""
+        self._inflight, self._dirty = self._dirty, {}
+        try:
+            await self.write_latest(list(self._inflight.values()))
+        except CacheError:
+            newest_per_symbol(self._dirty.values(), self._inflight)
+            self._dirty, self._inflight = self._inflight, {}
+            raise
+        except Exception:  # a bug, not an outage: drop this batch, keep the task alive
+            logger.exception(
+                "cache batch failed unexpectedly; dropped",
+                extra={"event": "cache_batch_dropped", "keys": len(self._inflight)},
+            )
+            self._inflight = {}
+            return BatchResult.DROPPED
+        self._refilled = len(self._inflight)
+        self._inflight = {}
+        return BatchResult.WRITTEN
+
+    def batch_failed(self, exc: Exception) -> None:
+        self._mark_down(exc)
+
+    def batch_written(self) -> None:
+        self._mark_up(self._refilled)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -297,72 +294,30 @@ class QuoteCache:
             chunks.append((keys, [*args, ttl]))
         return chunks
 
-    async def _writer(self) -> None:
-        while not self._closing.is_set():  # see QuoteStore._writer
-            if not self._dirty:
-                self._progress.set()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            self._inflight, self._dirty = self._dirty, {}
-            try:
-                await self.write_latest(list(self._inflight.values()))
-            except CacheError as exc:
-                # keep the newest of what failed and what arrived meanwhile
-                newest_per_symbol(self._dirty.values(), self._inflight)
-                self._dirty, self._inflight = self._inflight, {}
-                self._mark_down(exc)
-                self._progress.set()
-                await self._sleep_backoff()
-                continue
-            except Exception:  # a bug, not an outage: drop this batch, keep the task alive
-                logger.exception(
-                    "cache batch failed unexpectedly; dropped",
-                    extra={"event": "cache_batch_dropped", "keys": len(self._inflight)},
-                )
-                self._inflight = {}
-                self._progress.set()
-                continue
-            refill = len(self._inflight)
-            self._inflight = {}
-            self._mark_up(refill)
-            self._progress.set()
-
-    async def _sleep_backoff(self) -> None:
-        delay = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** min(self._attempt, 16))
-        self._attempt += 1
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), timeout=delay)
-
     def _mark_down(self, exc: BaseException) -> None:
-        cause = exc.__cause__ if isinstance(exc, CacheError) and exc.__cause__ else exc
-        self._last_error_kind = type(cause).__name__
-        if not self._available:
+        self._outage.record_error(exc)
+        if not self._outage.down():
             logger.debug("Redis still unavailable", extra={"event": "redis_retry_failed"})
             return
-        self._available = False
-        self._down_since = time.monotonic()
-        self._c["outages"] += 1
         logger.warning(
             "Redis unavailable; cache writes are kept (latest per symbol) and retried",
             extra={
                 "event": "redis_unavailable",
                 "url": self._settings.url.redacted(),
-                "error_kind": self._last_error_kind,
+                "error_kind": self._outage.last_error_kind,
                 "error": str(exc)[:300],
             },
         )
 
     def _mark_up(self, refilled: int) -> None:
-        self._attempt = 0
-        if self._available:
+        outage_s = self._outage.up()
+        if outage_s is None:
             return
-        self._available = True
         logger.info(
             "Redis available again; cache refilled",
             extra={
                 "event": "redis_recovered",
-                "outage_s": round(time.monotonic() - self._down_since, 3),
+                "outage_s": round(outage_s, 3),
                 "keys_refilled": refilled,
             },
         )

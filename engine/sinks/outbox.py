@@ -28,6 +28,7 @@ from typing import Final
 import msgspec
 
 from engine.records import OutMessage
+from engine.sinks.durable import fsync_dir as _fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +112,3 @@ class Outbox:
             with contextlib.suppress(OSError, msgspec.DecodeError):
                 n += len(_dec.decode(p.read_bytes()))
         return n
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
