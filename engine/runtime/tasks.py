@@ -80,21 +80,24 @@ class TaskSupervisor:
             raise RuntimeError(
                 f"task supervisor {self.owner!r} is not running: cannot start {name}"
             )
-        return self._group.create_task(self._watch(name, coro), name=f"{self.owner}:{name}")
+        # the coroutine itself is the task (no wrapper that a cancel before its first step would
+        # leave un-awaited); its failure is reported by a done-callback
+        task = self._group.create_task(coro, name=f"{self.owner}:{name}")
+        task.add_done_callback(lambda t: self._report(name, t))
+        return task
 
-    async def _watch(self, name: str, coro: Coroutine[Any, Any, T]) -> T:
-        try:
-            return await coro
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            if self.error is None:
-                self.error = exc
-            self._failed.set()
-            log.error(
-                "task_failed",
-                exc_info=exc,
-                extra={"task": name, "owner": self.owner, "error_kind": type(exc).__name__},
-            )
-            metrics.record_task_failure(f"{self.owner}:{name}")
-            raise
+    def _report(self, name: str, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if self.error is None:
+            self.error = exc
+        self._failed.set()
+        log.error(
+            "task_failed",
+            exc_info=exc,
+            extra={"task": name, "owner": self.owner, "error_kind": type(exc).__name__},
+        )
+        metrics.record_task_failure(f"{self.owner}:{name}")

@@ -63,8 +63,8 @@ class BackgroundTasks:
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is None:
             return
-        # one turn of the event loop first: a task cancelled before its first step would leave
-        # the supervised coroutine never awaited
+        # one turn of the event loop first, so a loop started just now runs up to its first
+        # await and its cancellation handling (a final flush, a log line) runs too
         await asyncio.sleep(0)
         for task in self._loops:
             task.cancel()

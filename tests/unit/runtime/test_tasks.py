@@ -69,3 +69,10 @@ class TestTaskSupervisor:
         sup = TaskSupervisor("owner")
         with pytest.raises(RuntimeError, match="not running"):
             sup.spawn("late", asyncio.sleep(0))
+
+    async def test_a_task_cancelled_before_it_starts_leaves_nothing_unawaited(self) -> None:
+        """Cancelling a task before its first step closes its coroutine (no RuntimeWarning)."""
+        async with TaskSupervisor("owner") as tasks:
+            t = tasks.spawn("never", asyncio.sleep(3600))
+            t.cancel()
+        assert t.cancelled()
