@@ -105,6 +105,14 @@ def _pow2(n: int) -> int:
     return 1 << (max(1, n) - 1).bit_length()
 
 
+def _release(shm: shared_memory.SharedMemory, *, owner: bool) -> None:
+    """Close this process's mapping (its numpy views already dropped); the owner also unlinks."""
+    shm.close()
+    if owner:
+        with contextlib.suppress(FileNotFoundError):
+            shm.unlink()
+
+
 def segment_size(capacity: int) -> int:
     return HEADER_BYTES + _pow2(capacity) * RECORD_DTYPE.itemsize
 
@@ -180,10 +188,7 @@ class Ring:
         # numpy views must go before the mmap can close
         del self.records
         del self._header
-        self._shm.close()
-        if self._owner:
-            with contextlib.suppress(FileNotFoundError):
-                self._shm.unlink()
+        _release(self._shm, owner=self._owner)
 
     # -- producer side ---------------------------------------------------------------------------
 
@@ -306,7 +311,4 @@ class LastSeenTable:
         self._closed = True
         del self.times
         del self.ok_cycle
-        self._shm.close()
-        if self._owner:
-            with contextlib.suppress(FileNotFoundError):
-                self._shm.unlink()
+        _release(self._shm, owner=self._owner)

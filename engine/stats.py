@@ -1,4 +1,5 @@
-"""Cycle statistics: the one type every stage counts a cycle in, and the publish outcome.
+"""Statistics: the one type every stage counts a cycle in, the publish outcome, and the
+sinks' running figures.
 
 A worker counts its share of a cycle in a :class:`FetchCounts`, the publisher counts what became
 of the cycle's messages in a :class:`PublishCounts` (one :class:`Outcome` per message), and the
@@ -10,9 +11,13 @@ the cycle log line, the metrics and ``/status``. The same Structs travel in the 
 from __future__ import annotations
 
 import enum
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import msgspec
+
+StoreMode = Literal["native", "timescale"]
+"""How the quote table is partitioned: native daily partitions, or a TimescaleDB hypertable."""
 
 
 class Outcome(enum.IntEnum):
@@ -158,3 +163,40 @@ class CycleStats(msgspec.Struct):
             f"missing={f.missing} "
             f"seconds={self.seconds:.3f}"
         )
+
+
+# -- the sinks' running statistics (what the publisher reports as metrics) --------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """A snapshot of the store's counters (``rows_*`` are quotes; totals since start)."""
+
+    available: bool  # the last attempt to reach PostgreSQL succeeded
+    mode: StoreMode | None  # None until the first successful migration
+    rows_submitted: int
+    rows_written: int  # new rows inserted
+    rows_duplicate: int  # already stored (ON CONFLICT, or equal to the last stored quote)
+    rows_expired: int  # older than the retention cutoff: not stored
+    rows_rejected: int  # refused by PostgreSQL or unencodable (bad value): not stored
+    rows_dropped: int  # lost: memory bound hit while spilling failed
+    rows_buffered: int  # in memory now (queued + being written)
+    rows_spilled: int  # on disk now, waiting to be written
+    rows_spilled_total: int
+    outages: int
+    last_error_kind: str | None
+    last_batch_rows: int
+    last_batch_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    available: bool
+    keys_written: int
+    keys_skipped_older: int  # Redis held a newer quote
+    keys_unencodable: int  # symbol not valid UTF-8 (lone surrogate): never cached
+    pending_symbols: int  # waiting to be written (during an outage: the refill)
+    outages: int
+    last_error_kind: str | None
+    last_batch_keys: int
+    last_batch_s: float | None

@@ -7,8 +7,8 @@ import asyncio
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from typing import Any, Final
 
 import nats
@@ -17,6 +17,7 @@ import nats.js.errors
 from nats.js.api import StorageType, StreamConfig
 
 from engine.config import NatsSettings
+from engine.deps import describe, translating
 from engine.errors import PublishError
 from engine.retry import backoff_s
 
@@ -29,15 +30,9 @@ ERRORS: Final = (nats.errors.Error, OSError, TimeoutError)
 """Everything nats-py raises for a failed connection, request or publish."""
 
 
-@contextmanager
-def translate(what: str) -> Iterator[None]:
+def translate(what: str) -> AbstractContextManager[None]:
     """Turn nats-py and socket errors raised inside into :class:`PublishError` (``from`` them)."""
-    try:
-        yield
-    except PublishError:
-        raise
-    except ERRORS as exc:
-        raise PublishError(f"{what}: {type(exc).__name__}: {str(exc)[:300]}") from exc
+    return translating(ERRORS, lambda exc: PublishError(f"{what}: {describe(exc)}"))
 
 
 async def ping(nc: Any, timeout_s: float) -> None:

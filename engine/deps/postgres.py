@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
 import asyncpg
 import asyncpg.exceptions._base as asyncpg_base
 
 from engine.config import PostgresSettings
+from engine.deps import describe, translating
 from engine.errors import StoreConfigError, StoreError
 
 FATAL_ERRORS: Final = (
@@ -23,11 +23,6 @@ ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, Timeout
 """Everything asyncpg raises for a failed connection, query or COPY."""
 
 
-def describe(exc: BaseException) -> str:
-    """``Kind: message`` of a library error, bounded (no DSN: asyncpg never puts it there)."""
-    return f"{type(exc).__name__}: {str(exc)[:300]}"
-
-
 def error_for(exc: BaseException, what: str) -> StoreError:
     """The engine error for an asyncpg/OS failure while doing ``what``."""
     if isinstance(exc, FATAL_ERRORS):
@@ -35,15 +30,9 @@ def error_for(exc: BaseException, what: str) -> StoreError:
     return StoreError(f"{what}: {describe(exc)}")
 
 
-@contextmanager
-def translate(what: str) -> Iterator[None]:
+def translate(what: str) -> AbstractContextManager[None]:
     """Turn asyncpg and socket errors raised inside into :class:`StoreError` (``from`` them)."""
-    try:
-        yield
-    except StoreError:
-        raise
-    except ERRORS as exc:
-        raise error_for(exc, what) from exc
+    return translating(ERRORS, lambda exc: error_for(exc, what))
 
 
 def _server_settings(purpose: str) -> dict[str, str]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Final
 
 import redis.asyncio as aioredis
@@ -12,25 +11,16 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from engine.config import RedisSettings
+from engine.deps import describe, translating
 from engine.errors import CacheError
 
 ERRORS: Final = (RedisError, OSError, TimeoutError)
 """Everything redis-py raises for a failed connection or command."""
 
 
-def describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:300]}"
-
-
-@contextmanager
-def translate(what: str) -> Iterator[None]:
+def translate(what: str) -> AbstractContextManager[None]:
     """Turn redis-py and socket errors raised inside into :class:`CacheError` (``from`` them)."""
-    try:
-        yield
-    except CacheError:
-        raise
-    except ERRORS as exc:
-        raise CacheError(f"{what}: {describe(exc)}") from exc
+    return translating(ERRORS, lambda exc: CacheError(f"{what}: {describe(exc)}"))
 
 
 def client(settings: RedisSettings, *, timeout_s: float | None = None) -> aioredis.Redis:

@@ -39,7 +39,6 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote as _pct
 
@@ -50,8 +49,9 @@ from engine.deps import redis as redis_dep
 from engine.errors import CacheError, ConfigError
 from engine.quote import Quote
 from engine.retry import backoff_s
+from engine.runtime.lifecycle import AsyncResource, BackgroundTasks
 from engine.sinks.batch_writer import BatchResult, BatchWriter
-from engine.sinks.lifecycle import AsyncResource, BackgroundTasks
+from engine.stats import CacheStats
 
 logger = logging.getLogger(__name__)
 
@@ -119,19 +119,6 @@ def newest_per_symbol(
         if cur is None or q.market_time >= cur.market_time:
             out[q.symbol] = q
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class CacheStats:
-    available: bool
-    keys_written: int
-    keys_skipped_older: int  # Redis held a newer quote
-    keys_unencodable: int  # symbol not valid UTF-8 (lone surrogate): never cached
-    pending_symbols: int  # waiting to be written (during an outage: the refill)
-    outages: int
-    last_error_kind: str | None
-    last_batch_keys: int
-    last_batch_s: float | None
 
 
 class QuoteCache(AsyncResource):

@@ -31,15 +31,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from engine.errors import StoreConfigError, StoreError
 from engine.sinks.partition_ddl import ADVISORY_NS, partman_schema, register_with_partman
 from engine.sinks.partitions import check_table_name, quote_ident, quote_literal
+from engine.stats import StoreMode
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["native", "timescale"]
+Mode = StoreMode
 MIGRATIONS_TABLE: Final = "ingestion_schema_migrations"
 
 

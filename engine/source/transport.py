@@ -13,12 +13,12 @@ JSON body alike.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import msgspec
 
 from engine.errors import UpstreamTransportError
+from engine.runtime.lifecycle import AsyncResource
 
 CHROME_HEADERS = {
     "Accept": "application/json,text/plain,*/*",
@@ -49,7 +49,7 @@ class HttpRequest(msgspec.Struct, frozen=True):
         return JSON_BODY_HEADERS if self.body is not None else None
 
 
-class Transport:
+class Transport(AsyncResource):
     """One HTTP client session; subclasses send a request with their library (:meth:`_send`)
     and name the library's exceptions (``_library_errors``), which :meth:`request` translates
     into :class:`~engine.errors.UpstreamTransportError`."""
@@ -77,17 +77,6 @@ class Transport:
 
     async def aclose(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        et: type[BaseException] | None,
-        e: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class CurlCffiTransport(Transport):

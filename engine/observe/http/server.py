@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -33,6 +33,7 @@ from engine.observe.http.readiness import (
     default_checks,
 )
 from engine.observe.http.status import StatusSource, StatusView, status_doc
+from engine.runtime.lifecycle import AsyncResource
 from engine.runtime.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ _SECURITY_HEADERS: Final = {
 _PAGE_CSP: Final = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
 
-class HttpServer:
+class HttpServer(AsyncResource):
     """The endpoint. ``async with HttpServer.serve(config, source) as http: ...``"""
 
     def __init__(
@@ -95,13 +96,6 @@ class HttpServer:
         )
         async with server:
             yield server
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     @property
     def url(self) -> str:

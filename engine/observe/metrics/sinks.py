@@ -3,52 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
 
 from prometheus_client import Counter
 
 from engine.observe.metrics.multiprocess import deltas
 from engine.observe.metrics.multiprocess import families as _m
+from engine.stats import CacheStats, StoreStats
 
-
-class StoreStatsView(Protocol):
-    """What :func:`record_store_stats` reads (``engine.sinks.store.StoreStats``)."""
-
-    @property
-    def available(self) -> bool: ...
-    @property
-    def rows_written(self) -> int: ...
-    @property
-    def rows_duplicate(self) -> int: ...
-    @property
-    def rows_expired(self) -> int: ...
-    @property
-    def rows_rejected(self) -> int: ...
-    @property
-    def rows_dropped(self) -> int: ...
-    @property
-    def rows_buffered(self) -> int: ...
-    @property
-    def rows_spilled(self) -> int: ...
-    @property
-    def outages(self) -> int: ...
-
-
-class CacheStatsView(Protocol):
-    """What :func:`record_cache_stats` reads (``engine.sinks.cache.CacheStats``)."""
-
-    @property
-    def available(self) -> bool: ...
-    @property
-    def keys_written(self) -> int: ...
-    @property
-    def keys_skipped_older(self) -> int: ...
-    @property
-    def keys_unencodable(self) -> int: ...
-    @property
-    def pending_symbols(self) -> int: ...
-    @property
-    def outages(self) -> int: ...
+StoreStatsView = StoreStats
+CacheStatsView = CacheStats
 
 
 def set_ring_occupancy(worker: int, records: int, capacity: int) -> None:

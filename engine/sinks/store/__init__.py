@@ -15,7 +15,7 @@ from engine.sinks.store.spill import (
     spill_rows,
     write_spill_file,
 )
-from engine.sinks.store.stats import StoreStats
+from engine.stats import StoreStats
 
 __all__ = [
     "COLUMNS",

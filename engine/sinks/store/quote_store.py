@@ -45,17 +45,18 @@ from engine.deps import postgres as pg
 from engine.errors import StoreError
 from engine.quote import Quote
 from engine.retry import RetryPolicy, backoff_s, retry
+from engine.runtime.lifecycle import AsyncResource, BackgroundTasks
 from engine.sinks import partitions as parts
 from engine.sinks.batch_writer import BatchWriter, Outage
-from engine.sinks.lifecycle import AsyncResource, BackgroundTasks
 from engine.sinks.migrations import Mode
 from engine.sinks.partition_ddl import Manager, list_partition_days
 from engine.sinks.store.backlog import Backlog
 from engine.sinks.store.copy_writer import CopyWriter
 from engine.sinks.store.maintenance import maintain_periodically, maintain_table
 from engine.sinks.store.sink import StoreSink
-from engine.sinks.store.stats import StoreCounters, StoreStats
+from engine.sinks.store.stats import StoreCounters
 from engine.sinks.store.table import QuoteTable
+from engine.stats import StoreStats
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.runtime.lifecycle import AsyncResource, BackgroundTasks
 from engine.sinks.durable import fsync_dir
-from engine.sinks.lifecycle import AsyncResource, BackgroundTasks
 
 
 class Resource(AsyncResource):

@@ -1,4 +1,4 @@
-"""What the sinks' connection owners share: ``async with`` = start ... aclose, and their
+"""What every owner of a connection shares: ``async with`` = start ... aclose, and its
 supervised background tasks."""
 
 from __future__ import annotations
@@ -11,10 +11,14 @@ from engine.runtime.tasks import TaskSupervisor
 
 
 class AsyncResource:
-    """``async with x`` awaits ``x.start()`` and, on the way out, ``x.aclose()``."""
+    """``async with x`` awaits ``x.start()`` and, on the way out, ``x.aclose()``.
+
+    ``start`` is a no-op by default (an owner that connects lazily); ``aclose`` must be
+    idempotent.
+    """
 
     async def start(self) -> None:
-        raise NotImplementedError
+        return None
 
     async def aclose(self) -> None:
         raise NotImplementedError
