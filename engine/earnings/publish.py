@@ -20,7 +20,6 @@ storage and ``earnings.max_age_s`` retention, through :func:`engine.deps.nats.en
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -28,7 +27,6 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, Literal
 
 import msgspec
-import nats.errors
 
 from engine.config import EarningsSettings, NatsSettings
 from engine.deps import nats as nats_dep
@@ -41,7 +39,6 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION: Final = 1
 Kind = Literal["reporting_today", "eps_reported"]
 _PUBLISH_RETRY: Final = RetryPolicy(attempts=4, base_s=0.1, cap_s=2.0, jitter=0.0)
-_DRAIN_TIMEOUT_S: Final = 5.0
 
 
 class EarningsMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,23 +76,6 @@ class PublishOutcome(msgspec.Struct):
 _encoder: Final = msgspec.json.Encoder()
 
 
-@asynccontextmanager
-async def jetstream_connection(settings: NatsSettings, *, attempts: int) -> AsyncIterator[Any]:
-    """A NATS connection (:func:`engine.deps.nats.connect`), drained on exit (closed if the
-    drain fails); the normal close is kept out of the disconnect warnings."""
-    closing = asyncio.Event()
-    nc = await nats_dep.connect(settings, attempts=attempts, closing=closing)
-    try:
-        yield nc
-    finally:
-        if not nc.is_closed:
-            closing.set()
-            try:
-                await asyncio.wait_for(nc.drain(), timeout=_DRAIN_TIMEOUT_S)
-            except (TimeoutError, nats.errors.Error):
-                await nc.close()
-
-
 def _not_acknowledged(exc: BaseException) -> bool:
     return isinstance(exc, nats_dep.ERRORS)
 
@@ -115,7 +95,7 @@ class EarningsPublisher:
         cls, nats_settings: NatsSettings, settings: EarningsSettings, *, attempts: int = 3
     ) -> AsyncIterator[EarningsPublisher]:
         """Connect, make sure the earnings stream exists, and publish until the block ends."""
-        async with jetstream_connection(nats_settings, attempts=attempts) as nc:
+        async with nats_dep.connection(nats_settings, attempts=attempts) as nc:
             pub = cls(nc, settings, nats_settings.ack_timeout_s)
             stream_settings = msgspec.structs.replace(
                 nats_settings,
