@@ -13,6 +13,7 @@ from engine.config import Config, HttpSettings, PostgresSettings, RedisSettings
 from engine.errors import ConfigError
 from engine.observe import metrics
 from engine.observe.http import Check, HttpServer, default_checks, error_rates, render_status
+from engine.source.breaker import BreakerState
 from engine.stats import CycleStats, FetchCounts
 from tests.integration.test_http_support import FakeSource, record_representative
 
@@ -127,15 +128,15 @@ async def test_readyz_names_the_failed_dependency_without_secrets(
 
 async def test_readyz_open_breaker_is_not_ready(source: FakeSource) -> None:
     async with HttpServer.serve(Config(http=HttpSettings(port=0)), source, checks={}) as srv:
-        source.breaker = 2
+        source.breaker = BreakerState.OPEN
         try:
             status, _, body = await get(srv.url + "/readyz")
             assert status == 503 and '"detail":"open"' in body
-            source.breaker = "half_open"
+            source.breaker = BreakerState.HALF_OPEN
             status, _, body = await get(srv.url + "/readyz")
             assert status == 200 and '"detail":"half_open"' in body
         finally:
-            source.breaker = "closed"
+            source.breaker = BreakerState.CLOSED
 
 
 async def test_readyz_reports_disabled_dependencies_as_skipped(source: FakeSource) -> None:

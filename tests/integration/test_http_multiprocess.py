@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.config import Config, HttpSettings
 from engine.observe import metrics
 from engine.observe.http import HttpServer
+from engine.source.breaker import BreakerState
 from tests.integration.test_http_support import FakeSource, multiprocess_metrics
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def _worker(index: int, batches: int, go: mp.synchronize.Event, done: mp.synchro
             metrics.record_batch(50, 0.03 * (1 + i % 3), "RateLimitedError" if i == 0 else None)
         metrics.record_throttle()
         metrics.record_ring_full(index)
-        metrics.set_breaker_state(index % 2)  # livemostrecent: the newest report wins
+        metrics.set_breaker_state(BreakerState(index % 2))  # livemostrecent: the newest report wins
         done.set()
         go.wait(20)
     finally:

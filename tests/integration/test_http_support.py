@@ -24,6 +24,7 @@ from engine.config import Config, HttpSettings
 from engine.observe import metrics
 from engine.observe.http import Check, HttpServer, RateView
 from engine.observe.quality import QualitySnapshot, QualityTracker
+from engine.source.breaker import BreakerState
 from engine.source.universe import load_symbols
 from engine.stats import CycleStats, FetchCounts, PublishCounts
 from testkit import ROOT
@@ -60,7 +61,7 @@ class FakeSource:
         self.symbols = universe.symbols
         self.tracker = QualityTracker.for_universe(universe.symbols, universe.meta)
         self.cycles: list[CycleStats] = []
-        self.breaker: int | str = "closed"
+        self.breaker = BreakerState.CLOSED
         self.rate: RateView | None = RateView(current_rps=12.5, max_rps=50.0, headroom_ratio=0.75)
         self.refreshes = 0
         n = len(self.symbols)

@@ -26,6 +26,7 @@ from engine.deps import nats as nats_dep
 from engine.deps import postgres as postgres_dep
 from engine.deps import redis as redis_dep
 from engine.observe import metrics
+from engine.source.breaker import BreakerState
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,10 @@ async def run_check(check: Check, timeout_s: float, clock: Callable[[], float]) 
     return CheckResult("ok", latency_ms=(clock() - t0) * 1000.0)
 
 
-def breaker_result(state: int | str) -> CheckResult:
+def breaker_result(state: BreakerState) -> CheckResult:
     """The circuit breaker as a check: it fails while the breaker is open."""
-    name = metrics.BREAKER_STATES[metrics.breaker_value(state)]
-    return CheckResult("fail" if name == "open" else "ok", detail=name)
+    status: CheckStatus = "fail" if state is BreakerState.OPEN else "ok"
+    return CheckResult(status, detail=metrics.breaker_name(state))
 
 
 def nats_check(settings: NatsSettings) -> Check:
@@ -141,7 +142,7 @@ class Readiness:
     def __init__(
         self,
         checks: Mapping[str, Check | None],
-        breaker_state: Callable[[], int | str],
+        breaker_state: Callable[[], BreakerState],
         check_timeout_s: float = CHECK_TIMEOUT_S,
     ) -> None:
         self.checks = dict(checks)

@@ -216,7 +216,7 @@ class HttpServer(AsyncResource):
             started_at=self.started_at,
             version=__version__,
             cycles=list(self.source.recent_cycles()),
-            breaker=m.BREAKER_STATES[m.breaker_value(self.source.breaker_state())],
+            breaker=m.breaker_name(self.source.breaker_state()),
             rate=self.source.rate_limit(),
             quality=self.source.quality(),
         )

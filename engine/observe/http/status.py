@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Protocol
 
 from engine.observe.quality import QualitySnapshot
+from engine.source.breaker import BreakerState
 from engine.stats import CycleStats
 
 STATUS_CYCLES: Final = 10
@@ -37,8 +38,8 @@ class StatusSource(Protocol):
         """The last completed cycles, oldest first (a few dozen at most)."""
         ...
 
-    def breaker_state(self) -> int | str:
-        """``engine.source.breaker.BreakerState`` (0 closed, 1 half-open, 2 open) or its name."""
+    def breaker_state(self) -> BreakerState:
+        """The shared circuit breaker's state."""
         ...
 
     def rate_limit(self) -> RateView | None: ...

@@ -33,6 +33,7 @@ from engine.observe.metrics.earnings import record_earnings_sync
 from engine.observe.metrics.families import PREFIX
 from engine.observe.metrics.fetch import (
     BREAKER_STATES,
+    breaker_name,
     breaker_value,
     budget_headroom,
     record_batch,
@@ -80,6 +81,7 @@ __all__ = [
     "ChildKind",
     "QualityCollector",
     "StoreStatsView",
+    "breaker_name",
     "breaker_value",
     "budget_headroom",
     "mark_process_dead",

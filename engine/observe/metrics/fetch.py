@@ -6,10 +6,11 @@ from typing import Final
 
 from engine.observe.metrics.multiprocess import families as _m
 from engine.source import ratelimit
+from engine.source.breaker import BreakerState
 
-BREAKER_STATES: Final = ("closed", "half_open", "open")
-"""Values of ``ingestion_breaker_state``: the index is the value
-(engine.source.breaker.BreakerState)."""
+BREAKER_STATES: Final = tuple(s.name.lower() for s in BreakerState)
+"""Names of the :class:`BreakerState` values, the index being the value of
+``ingestion_breaker_state``."""
 
 
 def record_batch(symbols: int, latency_s: float, error_kind: str | None = None) -> None:
@@ -64,18 +65,16 @@ def set_rate_limit(
     m.rate_headroom.set(budget_headroom(budget_requests, needed_requests))
 
 
-def breaker_value(state: int | str) -> int:
-    """0/1/2 from ``BreakerState`` (an int) or its name (``"OPEN"``, ``"half_open"``)."""
-    if isinstance(state, str):
-        name = state.lower()
-        if name not in BREAKER_STATES:
-            raise ValueError(f"unknown breaker state {state!r}; expected one of {BREAKER_STATES}")
-        return BREAKER_STATES.index(name)
-    if not 0 <= int(state) < len(BREAKER_STATES):
-        raise ValueError(f"unknown breaker state {state!r}")
+def breaker_value(state: BreakerState) -> int:
+    """The gauge value of a breaker state: 0 closed, 1 half-open, 2 open."""
     return int(state)
 
 
-def set_breaker_state(state: int | str) -> None:
+def breaker_name(state: BreakerState) -> str:
+    """The state as ``/status`` and ``/readyz`` name it (``closed``, ``half_open``, ``open``)."""
+    return BREAKER_STATES[breaker_value(state)]
+
+
+def set_breaker_state(state: BreakerState) -> None:
     """Supervisor, before each scrape, from the guard's shared breaker."""
     _m().breaker_state.set(breaker_value(state))

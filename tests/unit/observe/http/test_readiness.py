@@ -9,6 +9,7 @@ import pytest
 
 from engine.observe import metrics
 from engine.observe.http.readiness import Readiness, breaker_result, run_check
+from engine.source.breaker import BreakerState
 
 
 @pytest.fixture(autouse=True)
@@ -38,13 +39,15 @@ async def test_run_check_reports_a_class_name_never_a_message() -> None:
 
 
 def test_breaker_result_fails_only_when_open() -> None:
-    assert breaker_result("closed").status == "ok"
-    assert breaker_result(1).doc() == {"status": "ok", "detail": "half_open"}
-    assert breaker_result("OPEN").status == "fail"
+    assert breaker_result(BreakerState.CLOSED).status == "ok"
+    assert breaker_result(BreakerState.HALF_OPEN).doc() == {"status": "ok", "detail": "half_open"}
+    assert breaker_result(BreakerState.OPEN).status == "fail"
 
 
 async def test_run_reports_every_check_and_sets_dependency_up() -> None:
-    r = Readiness({"nats": _ok, "postgres": _refused, "redis": None}, lambda: "closed", 1.0)
+    r = Readiness(
+        {"nats": _ok, "postgres": _refused, "redis": None}, lambda: BreakerState.CLOSED, 1.0
+    )
     ready, doc = await r.run()
     assert not ready and doc["status"] == "not_ready"
     assert doc["checks"]["redis"] == {"status": "skipped", "detail": "disabled"}
@@ -64,7 +67,7 @@ async def test_concurrent_callers_share_one_run() -> None:
         calls += 1
         await asyncio.sleep(0.01)
 
-    r = Readiness({"nats": counted}, lambda: 0, 1.0)
+    r = Readiness({"nats": counted}, lambda: BreakerState.CLOSED, 1.0)
     reports = await asyncio.gather(*(r.run() for _ in range(5)))
     assert calls == 1 and all(rep.ready for rep in reports)
     await r.run()
@@ -77,7 +80,7 @@ async def test_a_state_change_is_logged_once(caplog: pytest.LogCaptureFixture) -
     async def check(timeout_s: float) -> None:
         await state["check"](timeout_s)
 
-    r = Readiness({"nats": check}, lambda: 0, 1.0)
+    r = Readiness({"nats": check}, lambda: BreakerState.CLOSED, 1.0)
     caplog.set_level(logging.INFO, logger="engine.observe.http.readiness")
     await r.run()
     state["check"] = _refused
@@ -90,7 +93,7 @@ async def test_a_state_change_is_logged_once(caplog: pytest.LogCaptureFixture) -
 
 
 async def test_cancel_stops_a_run_in_progress() -> None:
-    r = Readiness({"nats": _slow}, lambda: 0, 30.0)
+    r = Readiness({"nats": _slow}, lambda: BreakerState.CLOSED, 30.0)
     caller = asyncio.create_task(r.run())
     await asyncio.sleep(0.01)
     await r.cancel()

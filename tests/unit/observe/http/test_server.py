@@ -9,14 +9,15 @@ from collections.abc import Sequence
 from engine.observe.http.server import HttpServer
 from engine.observe.http.status import CycleStatus, RateView
 from engine.observe.quality import QualitySnapshot
+from engine.source.breaker import BreakerState
 
 
 class _Source:
     def recent_cycles(self) -> Sequence[CycleStatus]:
         return []
 
-    def breaker_state(self) -> int | str:
-        return 0
+    def breaker_state(self) -> BreakerState:
+        return BreakerState.CLOSED
 
     def rate_limit(self) -> RateView | None:
         return None

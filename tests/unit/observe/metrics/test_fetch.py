@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.observe import metrics
+from engine.source.breaker import BreakerState
 from tests.unit.observe.metrics.support import value
 
 
@@ -47,12 +48,7 @@ def test_rate_limit_and_headroom() -> None:
 
 
 def test_breaker_values() -> None:
-    assert metrics.breaker_value("OPEN") == 2
-    assert metrics.breaker_value("half_open") == 1
-    assert metrics.breaker_value(0) == 0
-    with pytest.raises(ValueError, match="unknown breaker state"):
-        metrics.breaker_value("ajar")
-    with pytest.raises(ValueError):
-        metrics.breaker_value(3)
-    metrics.set_breaker_state("open")
+    assert [metrics.breaker_value(s) for s in BreakerState] == [0, 1, 2]
+    assert [metrics.breaker_name(s) for s in BreakerState] == ["closed", "half_open", "open"]
+    metrics.set_breaker_state(BreakerState.OPEN)
     assert value(metrics.registry(), "ingestion_breaker_state") == 2
