@@ -19,7 +19,6 @@ from multiprocessing.connection import Connection
 from engine.config import Config
 from engine.errors import UpstreamError
 from engine.observe import logs
-from engine.quote import Rules
 from engine.ringbuf import LastSeenTable, Ring
 from engine.runtime import ipc
 from engine.runtime.child import ConnReader, child_init, run_loop
@@ -47,11 +46,10 @@ class Worker:
         self.guard = guard
         self.config = config
         self.conn = conn
-        v = config.validation
         self.sink = RingSink(
             ring,
             notify_fd,
-            Rules(v.min_price, v.max_price, v.max_age_regular_s, v.max_future_skew_s),
+            config.validation,
             skip_unchanged=config.workers.skip_unchanged,
             worker=worker_id,
         )

@@ -109,8 +109,7 @@ async def replay_command(
     config: Config, out: TextIO, *, reason: str | None = None, symbol: str | None = None,
     dry_run: bool = False,
 ) -> int:  # fmt: skip
-    s, v = config.nats, config.validation
-    rules = Rules(v.min_price, v.max_price, v.max_age_regular_s, v.max_future_skew_s)
+    s, rules = config.nats, config.validation
     tally: Counter[str] = Counter()
     async with nats_connection(s, attempts=3) as nc:
         js = nc.jetstream()

@@ -1,4 +1,4 @@
-"""Smoke run of bench/faults.py (issue 4's fault bench), so the bench cannot rot.
+"""Smoke run of bench/faults.py (the fault bench), so the bench cannot rot.
 
 A reduced part A (200 symbols, 3 cycles, the full fault mix) and part B (200 symbols, an
 emulator rate limit at half the need, ~20 s) through the bench's own code; then the bench's
