@@ -104,7 +104,7 @@ class Worker:
             try:
                 await asyncio.wait_for(client.crumb(), timeout=y.timeout_s)
             except (UpstreamError, TimeoutError) as exc:
-                log.warning("crumb_prefetch_failed", extra={"error": type(exc).__name__})
+                log.warning("crumb_prefetch_failed", extra={"error_kind": type(exc).__name__})
             ipc.send(self.conn, ipc.WorkerReady(worker=self.id, pid=os.getpid()))
             async with TaskSupervisor(f"worker-{self.id}") as tasks:
                 await self._serve(reader, source, tasks)

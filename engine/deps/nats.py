@@ -79,7 +79,7 @@ async def connect(
 
     async def on_error(exc: Exception) -> None:
         seen.append(exc)
-        log.debug("nats_error", extra={"error": type(exc).__name__})
+        log.debug("nats_error", extra={"error_kind": type(exc).__name__})
 
     async def on_disconnect() -> None:
         if not closing.is_set():
@@ -116,7 +116,7 @@ async def connect(
                 extra={
                     "url": settings.url.redacted(),
                     "attempt": n,
-                    "error": type(cause).__name__,
+                    "error_kind": type(cause).__name__,
                 },
             )
             if attempts is not None and n >= attempts:

@@ -92,7 +92,9 @@ async def _child(config: Config, conn: Connection, guard: Guard | None) -> None:
             try:
                 await run_earnings(config, stop, guard=guard)
             except ConfigError as exc:
-                log.error("earnings_fatal", extra={"error": str(exc)})
+                log.error(
+                    "earnings_fatal", extra={"error_kind": type(exc).__name__, "error": str(exc)}
+                )
                 ipc.send(conn, ipc.Fatal(message=str(exc)))
             finally:
                 watcher.cancel()

@@ -128,7 +128,7 @@ class EarningsPublisher:
         def on_retry(attempt: int, exc: BaseException, delay_s: float) -> None:
             log.warning(
                 "earnings_publish_retrying",
-                extra={"msg_id": msg_id, "attempt": attempt, "error": type(exc).__name__},
+                extra={"msg_id": msg_id, "attempt": attempt, "error_kind": type(exc).__name__},
             )
 
         try:

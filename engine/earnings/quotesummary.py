@@ -217,7 +217,7 @@ class QuoteSummarySource:
             sym, exc = next(iter(failed.items()))
             log.warning(
                 "earnings_fallback_incomplete",
-                extra={"failed": len(failed), "example": sym, "error": exc.kind},
+                extra={"failed": len(failed), "example": sym, "error_kind": exc.kind},
             )
             raise exc
         acc = CalendarCollector(start, end, SOURCE_QUOTE_SUMMARY)

@@ -145,7 +145,10 @@ class EarningsSync:
         try:
             await self.store.record_run(run)
         except IngestionError as exc:  # the run itself is what matters; it will be redone
-            log.warning("earnings_run_not_recorded", extra={"error": str(exc)[:300]})
+            log.warning(
+                "earnings_run_not_recorded",
+                extra={"error_kind": exc.kind, "error": str(exc)[:300]},
+            )
             if report.ok:
                 report.status = SyncStatus.FAILED
                 report.error, report.error_kind = str(exc)[:500], exc.kind

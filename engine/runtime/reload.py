@@ -40,7 +40,12 @@ def reload_symbols(config: Config, current: Universe) -> Universe | None:
     except SymbolsError as exc:
         log.error(
             "symbols_reload_rejected",
-            extra={"file": path, "error": str(exc)[:2000], "kept": len(current.symbols)},
+            extra={
+                "file": path,
+                "error_kind": type(exc).__name__,
+                "error": str(exc)[:2000],
+                "kept": len(current.symbols),
+            },
         )
         return None
     for sym in universe.skipped:

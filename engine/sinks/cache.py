@@ -241,10 +241,10 @@ class QuoteCache(AsyncResource):
             newest_per_symbol(self._dirty.values(), self._inflight)
             self._dirty, self._inflight = self._inflight, {}
             raise
-        except Exception:  # a bug, not an outage: drop this batch, keep the task alive
+        except Exception as exc:  # a bug, not an outage: drop this batch, keep the task alive
             logger.exception(
-                "cache batch failed unexpectedly; dropped",
-                extra={"event": "cache_batch_dropped", "keys": len(self._inflight)},
+                "cache_batch_dropped",
+                extra={"keys": len(self._inflight), "error_kind": type(exc).__name__},
             )
             self._inflight = {}
             return BatchResult.DROPPED
@@ -284,12 +284,11 @@ class QuoteCache(AsyncResource):
     def _mark_down(self, exc: BaseException) -> None:
         self._outage.record_error(exc)
         if not self._outage.down():
-            logger.debug("Redis still unavailable", extra={"event": "redis_retry_failed"})
+            logger.debug("redis_retry_failed", extra={"error_kind": type(exc).__name__})
             return
-        logger.warning(
-            "Redis unavailable; cache writes are kept (latest per symbol) and retried",
+        logger.warning(  # cache writes are kept (latest per symbol) and retried
+            "redis_unavailable",
             extra={
-                "event": "redis_unavailable",
                 "url": self._settings.url.redacted(),
                 "error_kind": self._outage.last_error_kind,
                 "error": str(exc)[:300],
@@ -301,9 +300,8 @@ class QuoteCache(AsyncResource):
         if outage_s is None:
             return
         logger.info(
-            "Redis available again; cache refilled",
+            "redis_recovered",
             extra={
-                "event": "redis_recovered",
                 "outage_s": round(outage_s, 3),
                 "keys_refilled": refilled,
             },

@@ -128,7 +128,7 @@ class JetStreamPublisher:
                     self.subject_of(m), m.payload, headers={"Nats-Msg-Id": m.msg_id}
                 )
             except (nats.errors.Error, OSError) as exc:
-                log.debug("publish_send_failed", extra={"error": type(exc).__name__})
+                log.debug("publish_send_failed", extra={"error_kind": type(exc).__name__})
                 break
         return futs
 

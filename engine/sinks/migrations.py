@@ -151,8 +151,8 @@ async def detect_mode(conn: Any, *, allow_timescale: bool = True) -> Mode:
             await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     except Exception as exc:
         logger.warning(
-            "timescaledb is available but could not be created; using native partitions",
-            extra={"event": "timescale_unavailable", "error": str(exc)[:200]},
+            "timescale_unavailable",
+            extra={"mode": "native", "error_kind": type(exc).__name__, "error": str(exc)[:200]},
         )
         return "native"
     return "timescale"
@@ -199,9 +199,8 @@ async def migrate(
         await conn.execute(bootstrap)
         current, mode = await recorded_state(conn, table)
         if current and not await conn.fetchval("SELECT to_regclass($1)", quote_ident(table)):
-            logger.warning(
-                "table recorded as migrated but missing; creating it again",
-                extra={"event": "schema_table_missing", "table": table, "version": current},
+            logger.warning(  # the migrations are applied again from the first one
+                "schema_table_missing", extra={"table": table, "version": current}
             )
             await conn.execute(
                 f"DELETE FROM {MIGRATIONS_TABLE} WHERE table_name = $1",  # noqa: S608
@@ -232,9 +231,8 @@ async def migrate(
                 )
     if applied:
         logger.info(
-            "schema migrated",
+            "schema_migrated",
             extra={
-                "event": "schema_migrated",
                 "table": table,
                 "mode": mode,
                 "from_version": current,

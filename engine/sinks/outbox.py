@@ -87,7 +87,10 @@ class Outbox:
                 return path, _dec.decode(path.read_bytes())
             except (OSError, msgspec.DecodeError) as exc:
                 bad = path.with_suffix(".corrupt")
-                log.error("outbox_segment_corrupt", extra={"path": str(path), "error": str(exc)})
+                log.error(
+                    "outbox_segment_corrupt",
+                    extra={"path": str(path), "error_kind": type(exc).__name__, "error": str(exc)},
+                )
                 with contextlib.suppress(OSError):
                     path.rename(bad)
                 self._forget(path)

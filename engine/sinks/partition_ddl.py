@@ -87,10 +87,7 @@ async def register_with_partman(
     await configure_partman(
         conn, table, schema, retention_days=retention_days, ahead_days=ahead_days
     )
-    logger.info(
-        "table registered with pg_partman",
-        extra={"event": "partman_registered", "table": table, "schema": schema},
-    )
+    logger.info("partman_registered", extra={"table": table, "schema": schema})
 
 
 async def configure_partman(
@@ -158,9 +155,8 @@ async def maintain_partitions(
         await _ddl(conn, table, drop_partition_sql(table, day))
     if not plan.empty:
         logger.info(
-            "partitions maintained",
+            "partitions_maintained",
             extra={
-                "event": "partitions_maintained",
                 "table": table,
                 "today": today.isoformat(),
                 "created_days": [d.isoformat() for d in plan.create],

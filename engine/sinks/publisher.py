@@ -113,7 +113,7 @@ class Publisher:
                     info = await jsp.js.stream_info(self.config.nats.dlq_stream)
                     metrics.set_dlq_depth(int(info.state.messages))
                 except NATS_ERRORS as exc:
-                    log.debug("dlq_depth_unavailable", extra={"error": type(exc).__name__})
+                    log.debug("dlq_depth_unavailable", extra={"error_kind": type(exc).__name__})
             # until JetStream is connected, look again soon: the first depth comes with it
             await asyncio.sleep(every_s if jsp is not None else min(every_s, 0.5))
 

@@ -22,23 +22,12 @@ from engine.config import YahooSettings
 
 class BreakerState(enum.IntEnum):
     """The breaker's state; the value is what the shared-memory slot and the
-    ``ingestion_breaker_state`` gauge hold."""
+    ``ingestion_breaker_state`` gauge hold; a transition into a state is logged as
+    ``breaker_closed`` / ``breaker_half_open`` / ``breaker_opened``."""
 
     CLOSED = 0
     HALF_OPEN = 1
     OPEN = 2
-
-    @property
-    def event(self) -> str:
-        """The log event of a transition into this state."""
-        return _EVENTS[self]
-
-
-_EVENTS: Final = {
-    BreakerState.CLOSED: "breaker_closed",
-    BreakerState.HALF_OPEN: "breaker_half_open",
-    BreakerState.OPEN: "breaker_opened",
-}
 
 
 _SETTINGS: Final = YahooSettings()  # the defaults of the ``yahoo.breaker_*`` settings

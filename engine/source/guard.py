@@ -170,7 +170,7 @@ class YahooGuard:
                 rate2, wait = rl.try_acquire(rate, self.rate_policy, now)
                 self._store(rate2, b2)
             if b2.state != b.state:
-                log.warning(b2.state.event, extra={"cooldown_s": b2.cooldown_s})
+                log_transition(logging.WARNING, b2.state, {"cooldown_s": b2.cooldown_s})
             if wait <= 0:
                 metrics.record_rate_limit_wait(waited)
                 return
@@ -208,10 +208,8 @@ class YahooGuard:
             )
         if new_b.state != b.state:
             level = logging.INFO if new_b.state == brk.BreakerState.CLOSED else logging.ERROR
-            log.log(
-                level,
-                new_b.state.event,
-                extra={"cooldown_s": new_b.cooldown_s, "from": b.state.name},
+            log_transition(
+                level, new_b.state, {"cooldown_s": new_b.cooldown_s, "from": b.state.name}
             )
 
     def close(self) -> None:
@@ -230,6 +228,16 @@ class YahooGuard:
 
 
 P = TypeVar("P", rl.RatePolicy, brk.BreakerPolicy)
+
+
+def log_transition(level: int, state: brk.BreakerState, context: dict[str, object]) -> None:
+    """Log the breaker's transition into ``state`` under that state's event name."""
+    if state is brk.BreakerState.OPEN:
+        log.log(level, "breaker_opened", extra=context)
+    elif state is brk.BreakerState.HALF_OPEN:
+        log.log(level, "breaker_half_open", extra=context)
+    else:
+        log.log(level, "breaker_closed", extra=context)
 
 
 def _policy(tp: type[P], settings: YahooSettings, prefix: str) -> P:

@@ -138,7 +138,7 @@ class YahooPollSource:
         elif len(batch) > 1 and not isinstance(error, self.NO_SPLIT):
             log.warning(
                 "batch_split",
-                extra={"cycle": run.cycle, "symbols": len(batch), "error": error.kind},
+                extra={"cycle": run.cycle, "symbols": len(batch), "error_kind": error.kind},
             )
             half = len(batch) // 2
             await asyncio.gather(
@@ -158,8 +158,8 @@ class YahooPollSource:
                 "cycle": run.cycle,
                 "symbols": len(batch),
                 "first_symbol": batch[0],
-                "error": exc.kind,
-                "detail": str(exc)[:200],
+                "error_kind": exc.kind,
+                "error": str(exc)[:200],
             },
         )
 

@@ -74,7 +74,8 @@ def _on_retry(attempt: int, exc: BaseException, delay: float) -> None:
     kind = exc.kind if isinstance(exc, UpstreamError) else type(exc).__name__
     metrics.record_retry(kind)
     log.debug(
-        "request_retrying", extra={"error": kind, "attempt": attempt, "delay_s": round(delay, 3)}
+        "request_retrying",
+        extra={"error_kind": kind, "attempt": attempt, "delay_s": round(delay, 3)},
     )
 
 

@@ -254,7 +254,7 @@ class TestOutage:
         assert isinstance(raw, bytes)
         assert msgspec.json.decode(raw, type=QuoteMessage).price == 5.0
         assert 0 < ttl <= 60 and n_keys == 100
-        events = [getattr(r, "event", None) for r in caplog.records]
+        events = [r.getMessage() for r in caplog.records]
         assert events.count("redis_unavailable") == 1
         assert events.count("redis_recovered") == 1
 

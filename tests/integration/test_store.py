@@ -706,7 +706,7 @@ class TestOutages:
         assert stats.rows_written == 4800 and stats.outages == 1 and stats.available
         assert stats.rows_spilled == 0 and stats.rows_spilled_total > 0
         assert not spill_paths(spill, table)
-        events = [getattr(r, "event", None) for r in caplog.records]
+        events = [r.getMessage() for r in caplog.records]
         assert events.count("pg_unavailable") == 1
         assert events.count("pg_recovered") == 1
 
@@ -728,7 +728,7 @@ class TestOutages:
         assert before == (False, None)
         assert after == (True, "native")
         assert await counts(own_pg.dsn, table) == (500, 500)
-        events = [getattr(r, "event", None) for r in caplog.records]
+        events = [r.getMessage() for r in caplog.records]
         assert events.count("pg_connect_retried") == 2
         assert events.count("pg_unreachable_at_startup") == 1
 

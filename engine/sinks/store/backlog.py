@@ -131,10 +131,7 @@ class Backlog:
         if dropped:
             self._c.dropped += dropped
             if not self._dropping:
-                logger.error(
-                    "quote buffer full and spilling failed: dropping the oldest quotes",
-                    extra={"event": "quotes_dropped", "rows": dropped, "bound": hard},
-                )
+                logger.error("quotes_dropped", extra={"rows": dropped, "bound": hard})
             self._dropping = True
 
     # -- out ----------------------------------------------------------------------------------
@@ -185,12 +182,18 @@ class Backlog:
         self._cursor = None
 
     def _quarantine(self, path: Path, exc: BaseException) -> None:
+        aside = path.with_suffix(".bad")
         logger.error(
-            "unreadable spill file set aside",
-            extra={"event": "spill_file_quarantined", "path": str(path), "error": str(exc)[:300]},
+            "spill_file_quarantined",
+            extra={
+                "path": str(path),
+                "moved_to": str(aside),
+                "error_kind": type(exc).__name__,
+                "error": str(exc)[:300],
+            },
         )
         with contextlib.suppress(OSError):
-            path.rename(path.with_suffix(".bad"))
+            path.rename(aside)
         self._files.remove(path)
 
     # -- spilling -------------------------------------------------------------------------------
@@ -208,17 +211,20 @@ class Backlog:
                 self._pending_rows += len(b)
             self._retry_at = time.monotonic() + SPILL_RETRY_S
             logger.error(
-                "cannot spill quotes to disk; keeping them in memory",
-                extra={"event": "spill_failed", "dir": str(self.spill_dir), "error": str(exc)},
+                "spill_failed",
+                extra={
+                    "dir": str(self.spill_dir),
+                    "rows_kept_in_memory": len(quotes),
+                    "retry_in_s": SPILL_RETRY_S,
+                    "error_kind": type(exc).__name__,
+                    "error": str(exc),
+                },
             )
         else:
             self._dropping = False
             self._files.append(path)
             self._c.spilled_total += len(quotes)
-            logger.info(
-                "quotes spilled to disk",
-                extra={"event": "quotes_spilled", "rows": len(quotes), "path": str(path)},
-            )
+            logger.info("quotes_spilled", extra={"rows": len(quotes), "path": str(path)})
         finally:
             self._spilling = False
             self._spill_task = None
@@ -240,7 +246,4 @@ class Backlog:
         self._spilling = True
         await self._spill(self._take_all())
         if self._pending:
-            logger.error(
-                "quotes could not be written nor spilled and are lost",
-                extra={"event": "quotes_lost", "rows": self._pending_rows},
-            )
+            logger.error("quotes_lost", extra={"rows": self._pending_rows})

@@ -126,10 +126,7 @@ class CopyWriter:
 
     def _reject(self, n: int, reason: str) -> None:
         self._c.rejected += n
-        logger.warning(
-            "quotes not stored",
-            extra={"event": "quotes_rejected", "rows": n, "reason": reason[:300]},
-        )
+        logger.warning("quotes_rejected", extra={"rows": n, "reason": reason[:300]})
 
     def _remember(self, quotes: list[Quote]) -> None:
         lw = self._last_written

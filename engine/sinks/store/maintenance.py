@@ -69,6 +69,10 @@ async def maintain_periodically(
             await maintain()
         except Exception as exc:
             logger.warning(
-                "partition maintenance failed; will retry",
-                extra={"event": "partition_maintenance_failed", "error": str(exc)[:300]},
+                "partition_maintenance_failed",
+                extra={
+                    "error_kind": type(exc).__name__,
+                    "error": str(exc)[:300],
+                    "retry_in_s": interval_s,
+                },
             )

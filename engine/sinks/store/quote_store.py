@@ -190,9 +190,8 @@ class QuoteStore(AsyncResource):
             return
         if files := self._backlog.load_spill_files():
             logger.info(
-                "replaying spill files from a previous run",
+                "spill_files_found",
                 extra={
-                    "event": "spill_files_found",
                     "files": files,
                     "rows": self._backlog.rows_spilled,
                 },
@@ -225,13 +224,13 @@ class QuoteStore(AsyncResource):
         def retried(attempt: int, exc: BaseException, delay_s: float) -> None:
             self._sink.note_error(exc)
             logger.warning(
-                "PostgreSQL not reachable at start-up; retrying",
+                "pg_connect_retried",
                 extra={
-                    "event": "pg_connect_retried",
                     "attempt": attempt,
                     "attempts": s.connect_attempts,
                     "retry_in_s": delay_s,
                     "dsn": s.dsn.redacted(),
+                    "error_kind": type(exc).__name__,
                     "error": str(exc),
                 },
             )
@@ -250,11 +249,11 @@ class QuoteStore(AsyncResource):
                 await self._db.close()
                 raise
             self._sink.note_error(exc)
+        # The engine runs on without PostgreSQL: quotes are buffered (then spilled to
+        # spill_dir) and written when it is back.
         logger.error(
-            "PostgreSQL unreachable at start-up; running without it: quotes are buffered "
-            "(then spilled to spill_dir) and written when it is back",
+            "pg_unreachable_at_startup",
             extra={
-                "event": "pg_unreachable_at_startup",
                 "attempts": s.connect_attempts,
                 "dsn": s.dsn.redacted(),
                 "spill_dir": str(self._backlog.spill_dir),

@@ -87,18 +87,17 @@ class StoreSink:
             self.note_error(exc)
             if not isinstance(exc, _EXPECTED_FAILURES):
                 logger.error(  # a bug rather than an outage: say so, with the traceback
-                    "unexpected error while writing quotes; keeping them and retrying",
+                    "store_write_failed",
                     exc_info=exc,
-                    extra={"event": "store_write_failed", "table": self._table.name},
+                    extra={"table": self._table.name, "error_kind": type(exc).__name__},
                 )
         if not self.outage.down():
-            logger.debug("PostgreSQL still unavailable", extra={"event": "pg_retry_failed"})
+            logger.debug("pg_retry_failed", extra={"table": self._table.name})
             return
         if exc is not None:
             logger.warning(
-                "PostgreSQL unavailable; buffering quotes and retrying",
+                "pg_unavailable",
                 extra={
-                    "event": "pg_unavailable",
                     "table": self._table.name,
                     "error_kind": self.outage.last_error_kind,
                     "error": str(exc)[:300],
@@ -112,9 +111,8 @@ class StoreSink:
             return
         self._copy.forget_written()  # the database may have been restored: do not trust it
         logger.info(
-            "PostgreSQL available again; writing the backlog",
+            "pg_recovered",
             extra={
-                "event": "pg_recovered",
                 "table": self._table.name,
                 "outage_s": round(outage_s, 3),
                 "rows_buffered": self._backlog.rows_queued,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing as mp
 import os
 from pathlib import Path
@@ -190,13 +191,20 @@ class TestSharedGuard:
 
 
 class TestStatesAndPolicies:
-    def test_breaker_state_is_the_gauge_value_and_names_its_event(self) -> None:
+    def test_breaker_state_is_the_gauge_value_and_names_its_event(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
         """The enum is what the metrics gauge takes, and each state has its transition event."""
         from engine.observe import metrics
+        from engine.source.guard import log_transition
 
         assert [metrics.breaker_value(s) for s in brk.BreakerState] == [0, 1, 2]
-        assert brk.BreakerState.OPEN.event == "breaker_opened"
-        assert brk.BreakerState.CLOSED.event == "breaker_closed"
+        caplog.set_level(logging.DEBUG, logger="engine.source.guard")
+        for state in brk.BreakerState:
+            log_transition(logging.WARNING, state, {"cooldown_s": 1.0})
+        events = [r.getMessage() for r in caplog.records]
+        assert events == ["breaker_closed", "breaker_half_open", "breaker_opened"]
+        assert all(r.cooldown_s == 1.0 for r in caplog.records)
 
     def test_policies_follow_the_settings_and_their_defaults(self) -> None:
         """yahoo.rate_* / yahoo.breaker_* become the policies; defaults are the settings'."""

@@ -107,7 +107,7 @@ async def test_spill_failure_keeps_quotes_then_drops_the_oldest(
         h.backlog.add(batch(900, "C"))  # 2100 > 2 * 1000: the oldest batch goes
         h.backlog.add(batch(900, "D"))
     assert h.c.dropped == 1200 and h.backlog.rows_queued == 1800
-    events = [getattr(r, "event", None) for r in caplog.records]
+    events = [r.getMessage() for r in caplog.records]
     assert events.count("quotes_dropped") == 1  # logged once while dropping
 
 
