@@ -9,6 +9,7 @@ import math
 import os
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager
+from dataclasses import replace
 from typing import Any, Final
 
 import nats
@@ -19,12 +20,15 @@ from nats.js.api import StorageType, StreamConfig
 from engine.config import NatsSettings
 from engine.deps import describe, translating
 from engine.errors import PublishError
-from engine.retry import backoff_s
+from engine.retry import RetryPolicy, retry
 
 log = logging.getLogger(__name__)
 
 CONNECT_ATTEMPT_FACTOR: Final = 2.0
 """One connect attempt may take this many ``nats.connect_timeout_s`` (TCP connect + handshake)."""
+
+_CONNECT_RETRY: Final = RetryPolicy(attempts=None, base_s=0.5, cap_s=5.0, jitter=0.0)
+"""First-connect attempts: 0.5, 1, 2, 4, then every 5 s (``attempts`` None = until it works)."""
 
 ERRORS: Final = (nats.errors.Error, OSError, TimeoutError)
 """Everything nats-py raises for a failed connection, request or publish."""
@@ -88,9 +92,7 @@ async def connect(
     async def on_reconnect() -> None:
         log.info("nats_reconnected")
 
-    n = 0
-    while True:
-        n += 1
+    async def attempt() -> Any:
         seen.clear()
         try:
             # nats-py retries a first connect forever when reconnects are allowed: bound it, so
@@ -109,22 +111,33 @@ async def connect(
                 ),
                 timeout=CONNECT_ATTEMPT_FACTOR * settings.connect_timeout_s,
             )
-        except (nats.errors.Error, OSError, TimeoutError) as exc:
+        except ERRORS as exc:
             cause = seen[-1] if isinstance(exc, TimeoutError) and seen else exc
-            log.warning(
-                "nats_connect_failed",
-                extra={
-                    "url": settings.url.redacted(),
-                    "attempt": n,
-                    "error_kind": type(cause).__name__,
-                },
-            )
-            if attempts is not None and n >= attempts:
-                raise PublishError(
-                    f"cannot connect to NATS at {settings.url.redacted()} after {n} attempts: "
-                    "is nats-server running with JetStream (-js)? check nats.url"
-                ) from exc
-            await asyncio.sleep(backoff_s(min(n, 5), base_s=0.25, cap_s=5.0, jitter=0.0))
+            raise PublishError(type(cause).__name__) from exc
+
+    def failed(n: int, exc: BaseException) -> None:
+        log.warning(
+            "nats_connect_failed",
+            extra={"url": settings.url.redacted(), "attempt": n, "error_kind": str(exc)},
+        )
+
+    tries = 0
+
+    async def counted() -> Any:
+        nonlocal tries
+        tries += 1
+        return await attempt()
+
+    try:
+        return await retry(counted, _CONNECT_RETRY if attempts is None else
+                           replace(_CONNECT_RETRY, attempts=attempts),
+                           on_retry=lambda n, exc, _delay: failed(n, exc))  # fmt: skip
+    except PublishError as exc:
+        failed(tries, exc)
+        raise PublishError(
+            f"cannot connect to NATS at {settings.url.redacted()} after {tries} attempts: "
+            "is nats-server running with JetStream (-js)? check nats.url"
+        ) from exc
 
 
 async def ensure_stream(js: Any, name: str, subject: str, s: NatsSettings) -> None:
