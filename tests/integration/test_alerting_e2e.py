@@ -27,6 +27,7 @@ from aiohttp import web
 from engine.config import Config, HttpSettings
 from engine.observe import metrics
 from engine.observe.http import HttpServer
+from engine.source.breaker import BreakerState
 from testkit import free_port
 from tests.integration.test_http_support import (
     ROOT,
@@ -193,7 +194,7 @@ async def test_breaker_alert_reaches_slack_and_email(tmp_path: Path) -> None:
     )
     metrics.reset()
     source = FakeSource(cycles=2)
-    source.breaker = "open"
+    source.breaker = BreakerState.OPEN
     smtp = SmtpSink()
     smtp_port, slack_port, am_port, prom_port = (free_port() for _ in range(4))
     smtp_server = await asyncio.start_server(smtp.handle, "127.0.0.1", smtp_port)
