@@ -6,7 +6,7 @@ the background batch writer drains, outage bookkeeping), ``maintenance`` (partit
 ``rows`` (quotes as table rows), ``stats`` (counters).
 """
 
-from engine.sinks.store.quote_store import QuoteStore
+from engine.sinks.store.quote_store import Durability, QuoteStore
 from engine.sinks.store.rows import COLUMNS, Row, RowEncoder, is_data_error, quote_row
 from engine.sinks.store.spill import (
     read_spill_file,
@@ -19,6 +19,7 @@ from engine.stats import StoreStats
 
 __all__ = [
     "COLUMNS",
+    "Durability",
     "QuoteStore",
     "Row",
     "RowEncoder",

@@ -3,7 +3,10 @@
 ``add`` appends a submitted batch to the in-memory queue. While the queue holds more than
 ``max_rows`` quotes, the whole queue is spilled to a file in a worker thread (see
 :mod:`engine.sinks.store.spill`); spill files are replayed oldest first (before the queue) and
-deleted once every row is committed. If spilling fails the queue may grow to twice the bound;
+deleted once every row is committed. :meth:`Backlog.spill_all` (a flush timeout, shutdown) also
+spills the batch being written, so a COPY that hangs cannot hold quotes that are neither in
+PostgreSQL nor on disk; if that write then fails, the batch is not queued again (its spill
+file has it). If spilling fails the queue may grow to twice the bound;
 beyond that the oldest quotes are dropped and counted - the one place data can be lost, logged
 as ERROR. A spill file that cannot be read is renamed ``*.bad`` and skipped.
 """
@@ -63,6 +66,7 @@ class Backlog:
         self._pending: deque[list[Quote]] = deque()
         self._pending_rows = 0
         self._inflight: list[Quote] = []
+        self._inflight_spilled = False  # the batch being written is also in a spill file
         self._files: list[Path] = []
         self._cursor: tuple[Path, list[Quote], int] | None = None
         self._spill_task: asyncio.Task[None] | None = None
@@ -94,6 +98,14 @@ class Backlog:
         """Nothing queued, being written, spilled or being spilled."""
         return not (self._pending or self._inflight or self._files or self._spilling)
 
+    def durable(self) -> bool:
+        """Every quote is in PostgreSQL or a spill file (nothing only in memory)."""
+        return (
+            not self._pending
+            and not self._spilling
+            and (not self._inflight or self._inflight_spilled)
+        )
+
     def load_spill_files(self) -> int:
         """Take over the spill files a previous run left; returns how many."""
         self._files = spill_paths(self.spill_dir, self._table)
@@ -120,7 +132,7 @@ class Backlog:
     def _over_bound(self) -> None:
         if not self._spilling and self._spawn is not None and time.monotonic() >= self._retry_at:
             self._spilling = True
-            self._spill_task = self._spawn("spill", self._spill(self._take_all()))
+            self._spill_task = self._spawn("spill", self._spill_queue(self._take_all()))
             return
         hard = 2 * self._max_rows
         dropped = 0
@@ -153,14 +165,17 @@ class Backlog:
             self._pending_rows -= len(part)
             batch.extend(part)
         self._inflight = batch
+        self._inflight_spilled = False
         try:
             await write(batch)
         except BaseException:
-            self._pending.appendleft(batch)
-            self._pending_rows += len(batch)
+            if not self._inflight_spilled:  # else its spill file has it
+                self._pending.appendleft(batch)
+                self._pending_rows += len(batch)
             raise
         finally:
             self._inflight = []
+            self._inflight_spilled = False
 
     async def _write_spill_file(self, write: WriteRows) -> None:
         path = self._files[0]
@@ -198,7 +213,12 @@ class Backlog:
 
     # -- spilling -------------------------------------------------------------------------------
 
-    async def _spill(self, batches: list[list[Quote]]) -> None:
+    async def _spill_queue(self, batches: list[list[Quote]]) -> None:
+        await self._spill(batches)
+
+    async def _spill(self, batches: list[list[Quote]], *, requeue: bool = True) -> bool:
+        """Write ``batches`` to one spill file; on failure put them back in the queue (unless
+        not ``requeue``: the batch being written, which its writer keeps). True if spilled."""
         quotes = [q for b in batches for q in b]
         self._seq += 1
         try:
@@ -206,7 +226,7 @@ class Backlog:
                 write_spill_file, self.spill_dir, self._table, quotes, self._seq
             )
         except OSError as exc:
-            for b in reversed(batches):  # older than anything queued meanwhile: back in front
+            for b in reversed(batches if requeue else []):  # older than anything queued since
                 self._pending.appendleft(b)
                 self._pending_rows += len(b)
             self._retry_at = time.monotonic() + SPILL_RETRY_S
@@ -220,11 +240,13 @@ class Backlog:
                     "error": str(exc),
                 },
             )
+            return False
         else:
             self._dropping = False
             self._files.append(path)
             self._c.spilled_total += len(quotes)
             logger.info("quotes_spilled", extra={"rows": len(quotes), "path": str(path)})
+            return True
         finally:
             self._spilling = False
             self._spill_task = None
@@ -238,8 +260,15 @@ class Backlog:
                 await task
 
     async def spill_all(self) -> None:
-        """Spill everything still in memory now (shutdown, flush timeout)."""
+        """Spill everything still in memory now (shutdown, flush timeout), the batch being
+        written included: afterwards :meth:`durable` unless a spill failed."""
         await self.wait_spilled()
+        inflight = self._inflight
+        if inflight and not self._inflight_spilled:
+            self._spilling = True
+            spilled = await self._spill([list(inflight)], requeue=False)
+            # the write may have ended meanwhile: then the flag is reset by a later batch
+            self._inflight_spilled = spilled and self._inflight is inflight
         if not self._pending:
             return
         self._retry_at = 0.0

@@ -33,6 +33,7 @@ Partitions
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import functools
 import logging
 import time
@@ -62,6 +63,21 @@ logger = logging.getLogger(__name__)
 
 BACKOFF_MAX_S: Final = 30.0
 """Longest wait between two tries to reach PostgreSQL (start-up and outages)."""
+
+
+class Durability(enum.Enum):
+    """Where :meth:`QuoteStore.make_durable` left the quotes submitted so far."""
+
+    COMMITTED = "committed"
+    """All in PostgreSQL."""
+    SPILLED = "spilled"
+    """In PostgreSQL or in fsync'd spill files (written by this or the next run)."""
+    NOT_DURABLE = "not_durable"
+    """Some are only in memory (the spill failed): they must stay in the ring."""
+
+    @property
+    def durable(self) -> bool:
+        return self is not Durability.NOT_DURABLE
 
 
 class QuoteStore(AsyncResource):
@@ -156,18 +172,42 @@ class QuoteStore(AsyncResource):
         self._writer.wake()
         self._backlog.add(batch)
 
-    async def flush(self, timeout_s: float) -> bool:
-        """Wait until everything queued or spilled is in PostgreSQL (True).
+    async def make_durable(self, timeout_s: float) -> Durability:
+        """Wait until everything queued or spilled is in PostgreSQL (``COMMITTED``).
 
-        On timeout, whatever is still in memory is spilled to disk (fsync'd) and False is
-        returned: nothing is lost, it is written by this or the next run.
+        On timeout, whatever is still in memory - the batch being written included - is spilled
+        to disk (fsync'd): ``SPILLED``, nothing is lost, it is written by this or the next run.
+        If that spill fails, ``NOT_DURABLE``: the caller must keep its copy (the ring records).
         """
         if not self._settings.enabled or not self._started:
-            return True
+            return Durability.COMMITTED
         if await self._writer.wait_until(self._backlog.idle, timeout_s):
-            return True
+            return Durability.COMMITTED
         await self._backlog.spill_all()
-        return False
+        return Durability.SPILLED if self._backlog.durable() else Durability.NOT_DURABLE
+
+    async def flush(self, timeout_s: float) -> bool:
+        """:meth:`make_durable`; True if everything is in PostgreSQL itself."""
+        return await self.make_durable(timeout_s) is Durability.COMMITTED
+
+    async def insert_missing(self, quotes: Sequence[Quote]) -> int:
+        """Write ``quotes`` now, on a connection of the pool, skipping those already stored;
+        returns how many rows were new. Raises :class:`~engine.errors.StoreError` if PostgreSQL
+        cannot take them (the caller may :meth:`submit` them instead)."""
+        if not self._db.ready:
+            raise StoreError("PostgreSQL is not available")
+        rows, kept = self._copy.rows_to_write(quotes)
+        if not rows:
+            return 0
+        try:
+            async with self._db.acquire() as conn:
+                inserted, rejected = await self._copy.write(conn, rows, kept)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise pg.error_for(exc, "PostgreSQL write") from exc
+        self._copy.committed(rows, kept, inserted, rejected)
+        return inserted
 
     async def run_maintenance(self, today: dt.date | None = None) -> parts.PartitionPlan | None:
         """Partition maintenance now (native mode); returns the engine's plan.

@@ -12,6 +12,7 @@ from engine.records import OutMessage
 from engine.runtime import ipc
 from engine.sinks import committer as committer_mod
 from engine.sinks.committer import Committer, CycleLedger
+from engine.sinks.store import Durability
 from engine.stats import Outcome, PublishCounts
 
 
@@ -33,10 +34,10 @@ class FakeStore:
         self.durable = asyncio.Event()
         self.stats: Any = None
 
-    async def flush(self, timeout_s: float) -> bool:
+    async def make_durable(self, timeout_s: float) -> Durability:
         self.flushing.set()
         await self.durable.wait()
-        return True
+        return Durability.COMMITTED
 
 
 @pytest.fixture(autouse=True)
@@ -131,3 +132,67 @@ class TestCommitter:
         finished = True
         c.wake.set()
         await asyncio.wait_for(running, 1)
+
+
+class StubbornStore:
+    """A store whose flush cannot make the rows durable (or raises), then can."""
+
+    def __init__(self, *, raises: bool = False) -> None:
+        self.raises = raises
+        self.durable = False
+        self.stats: Any = None
+        self.calls = 0
+        self.second_try = asyncio.Event()
+
+    async def make_durable(self, timeout_s: float) -> Durability:
+        self.calls += 1
+        if self.calls >= 2:
+            self.second_try.set()
+        if self.durable:
+            return Durability.SPILLED
+        if self.raises:
+            raise OSError("flush broke")
+        return Durability.NOT_DURABLE
+
+    async def flush(self, timeout_s: float) -> bool:
+        return await self.make_durable(timeout_s) is Durability.COMMITTED
+
+
+class TestNotDurable:
+    async def test_not_durable_keeps_the_records_in_the_ring(self) -> None:
+        ring = FakeRing()
+        store = StubbornStore()
+        c = Committer([ring], CycleLedger([ring], lambda m: None), store=store,  # type: ignore[arg-type]
+                      cache=None, flush_timeout_s=0.1)  # fmt: skip
+        c.taken(0, 50)
+        await c.commit()
+        assert ring.commits == [] and c.pending == {0: 50}
+        c.taken(0, 80)  # more taken meanwhile: the latest position is what is pending
+        store.durable = True
+        await c.commit()
+        assert ring.commits == [80] and c.pending == {}
+
+    async def test_a_raising_flush_keeps_the_records_in_the_ring(self) -> None:
+        ring = FakeRing()
+        store = StubbornStore(raises=True)
+        c = Committer([ring], CycleLedger([ring], lambda m: None), store=store,  # type: ignore[arg-type]
+                      cache=None, flush_timeout_s=0.1)  # fmt: skip
+        c.taken(0, 50)
+        with pytest.raises(OSError, match="flush broke"):
+            await c.commit()
+        assert ring.commits == [] and c.pending == {0: 50}
+
+    @pytest.mark.timeout(10)
+    async def test_run_retries_until_durable_without_a_new_wake(self) -> None:
+        ring = FakeRing()
+        store = StubbornStore()
+        c = Committer([ring], CycleLedger([ring], lambda m: None), store=store,  # type: ignore[arg-type]
+                      cache=None, flush_timeout_s=0.01)  # fmt: skip
+        running = asyncio.create_task(c.run(lambda: True))
+        c.taken(0, 9)
+
+        await asyncio.wait_for(store.second_try.wait(), 3)
+        assert ring.commits == [] and not running.done()
+        store.durable = True
+        await asyncio.wait_for(running, 5)
+        assert ring.commits == [9]

@@ -132,3 +132,34 @@ async def test_an_unreadable_spill_file_is_set_aside(tmp_path: Path) -> None:
     assert bad.with_suffix(".bad").exists() and h.written == []
     await h.backlog.write_next(h.write)
     assert [len(b) for b in h.written] == [2] and not good.exists()
+
+
+async def test_spill_all_spills_the_batch_being_written(tmp_path: Path) -> None:
+    """A write that hangs (flush timed out) is spilled too; if it then fails it is not queued
+    again (the spill file has it), and a new backlog replays it."""
+    h = Harness(tmp_path / "spill", batch_rows=100)
+    h.backlog.add(batch(40, "A"))
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def hanging(quotes: Sequence[Quote]) -> None:
+        started.set()
+        await release.wait()
+        raise ConnectionResetError("died mid-COPY")
+
+    writing = asyncio.create_task(h.backlog.write_next(hanging))
+    await asyncio.wait_for(started.wait(), 1)
+    h.backlog.add(batch(10, "B"))
+    await h.backlog.spill_all()
+    assert sum(int(p.name.rsplit(".", 2)[-2]) for p in spill_paths(tmp_path / "spill", "t")) == 50
+    assert h.backlog.durable()
+    release.set()
+    with pytest.raises(ConnectionResetError):
+        await writing
+    assert h.backlog.rows_queued == 0  # not queued again: it is in a spill file
+    again = Harness(tmp_path / "spill")
+    assert again.backlog.load_spill_files() == 2
+    while again.backlog.has_work():
+        await again.backlog.write_next(again.write)
+    assert sorted(q.symbol for b in again.written for q in b) == sorted(
+        [f"A{i}" for i in range(40)] + [f"B{i}" for i in range(10)]
+    )
