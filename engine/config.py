@@ -178,6 +178,8 @@ class ValidationSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     max_price: PositiveFloat = 100_000.0
     max_age_regular_s: PositiveFloat = 300.0
     max_future_skew_s: PositiveFloat = 120.0
+    dlq_dedupe_s: Annotated[float, msgspec.Meta(ge=0)] = 3600.0
+    """At most one dead letter per (symbol, reason) within this many seconds (0: every one)."""
 
     def __post_init__(self) -> None:
         if self.max_price <= self.min_price:

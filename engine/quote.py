@@ -33,6 +33,12 @@ as ``price_out_of_range``; raise ``validation.max_price`` to accept it."""
 
 DEFAULT_RULES: Final = Rules()
 
+INT64_MAX: Final = 2**63 - 1
+MIN_MARKET_TIME_S: Final = 315_532_800
+"""1980-01-01T00:00:00Z: an earlier market time is garbage (Yahoo's epoch-0 stubs, -2**62)."""
+MAX_MARKET_TIME_S: Final = 253_402_300_799
+"""9999-12-31T23:59:59Z: the last instant an ISO timestamp (and ``time.gmtime``) can show."""
+
 
 class RejectReason(enum.IntEnum):
     """Why a quote was rejected. Values are stable: they travel through the ring as one byte."""
@@ -48,6 +54,10 @@ class RejectReason(enum.IntEnum):
     STALE = 9  # older than 5 min while the market is REGULAR
     FUTURE_TIMESTAMP = 10
     UNKNOWN_MARKET_STATE = 11
+    TIME_OUT_OF_RANGE = 12  # market time outside the sane epoch range (before 1980, after 9999)
+    VOLUME_OUT_OF_RANGE = 13  # volume does not fit a signed 64-bit integer
+    UNREQUESTED_SYMBOL = 14  # the answer carries a symbol the request did not ask for
+    ENCODING_FAILED = 15  # passed validation but could not be written or built: quarantined
 
     @property
     def label(self) -> str:
@@ -227,6 +237,13 @@ def _broken_rule(raw: YahooQuote, now_s: float, rules: Rules) -> tuple[RejectRea
         return RejectReason.MISSING_VOLUME, "regularMarketVolume absent"
     if vol < 0:
         return RejectReason.NEGATIVE_VOLUME, f"volume={vol}"
+    if vol > INT64_MAX:
+        return RejectReason.VOLUME_OUT_OF_RANGE, f"volume={vol} exceeds 2**63-1"
+    if not MIN_MARKET_TIME_S <= t <= MAX_MARKET_TIME_S:
+        return (
+            RejectReason.TIME_OUT_OF_RANGE,
+            f"market time {t} not in [{MIN_MARKET_TIME_S}, {MAX_MARKET_TIME_S}]",
+        )
     age = now_s - t
     if age < -rules.max_future_skew_s:
         return RejectReason.FUTURE_TIMESTAMP, f"market time {-age:.0f}s ahead"

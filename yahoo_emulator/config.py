@@ -8,8 +8,10 @@ atomically; handlers read ``emulator.cfg`` once per request.
 
 Probabilities are per request (``fault_429``, ``fault_5xx``, ``fault_html``, ``fault_truncate``,
 ``fault_reset``, ``fault_stall``, ``fault_crumb_text``) or per v7 response (``fault_invalid_quote``,
-``fault_stale_quote``: one quote of the batch is damaged). All draws come from RNGs seeded with
-``seed``, so a sequential client sees the same faults on every run.
+``fault_stale_quote``: one quote of the batch is damaged) or per quote (``fault_poison_quote``: a
+share of the quotes carries an extreme value of ``poison_kinds``; ``poison_symbols`` names symbols
+whose quote is always poisoned, ``SYMBOL=kind``). All draws come from RNGs seeded with ``seed``,
+so a sequential client sees the same faults on every run.
 """
 
 from __future__ import annotations
@@ -29,6 +31,21 @@ FaultEndpoint = Literal[
     "cookie", "getcrumb", "quote", "chart", "quoteSummary", "visualization", "screener",
     "timeseries",
 ]  # fmt: skip
+
+PoisonKind = Literal[
+    "ancient_time", "huge_time", "huge_volume", "nan_price", "inf_price", "neg_inf_change",
+    "max_price", "long_symbol",
+]  # fmt: skip
+POISON_KINDS: Final[tuple[PoisonKind, ...]] = (
+    "ancient_time",  # regularMarketTime -2**62
+    "huge_time",  # regularMarketTime 2**63
+    "huge_volume",  # regularMarketVolume 2**63
+    "nan_price",  # regularMarketPrice NaN (a raw token: not JSON)
+    "inf_price",  # regularMarketPrice Infinity (raw token)
+    "neg_inf_change",  # regularMarketChangePercent -Infinity (raw token)
+    "max_price",  # regularMarketPrice 1e308
+    "long_symbol",  # symbol: the requested one padded to 300 characters
+)
 
 INVALID_KINDS: Final[tuple[InvalidKind, ...]] = (
     "string_price",
@@ -86,6 +103,10 @@ class EmulatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     earnings_reschedule_days: Annotated[int, msgspec.Meta(ge=-30, le=30)] = 1
     earnings_null_as_zero: bool = False
     visualization_max_size: NonNegInt = 100
+    # --- poison quotes (extreme values; yahoo_emulator/poison.py) ------------------------------
+    fault_poison_quote: Prob = 0.0
+    poison_kinds: tuple[PoisonKind, ...] = POISON_KINDS
+    poison_symbols: tuple[str, ...] = ()
     # --- logging ------------------------------------------------------------------------------
     access_log: str = ""
     access_log_symbols: bool = False
@@ -93,6 +114,15 @@ class EmulatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     def __post_init__(self) -> None:
         if not self.invalid_kinds:
             raise ValueError("invalid_kinds: must name at least one kind")
+        if not self.poison_kinds:
+            raise ValueError("poison_kinds: must name at least one kind")
+        for entry in self.poison_symbols:
+            sym, _, kind = entry.partition("=")
+            if not sym or kind not in POISON_KINDS:
+                raise ValueError(
+                    f"poison_symbols: {entry!r} is not SYMBOL=kind with kind one of "
+                    + ",".join(POISON_KINDS)
+                )
 
 
 HELP: Final[dict[str, str]] = {
@@ -139,6 +169,10 @@ HELP: Final[dict[str, str]] = {
     "earnings_null_as_zero": "calendar rows carry 0 instead of null for unreported/missing EPS",
     "visualization_max_size": "POST /v1/finance/visualization with a larger size -> 400 "
     "(0 = no limit)",
+    "fault_poison_quote": "probability EACH quote of a v7 response carries an extreme value "
+    "(see poison_kinds)",
+    "poison_kinds": "comma list: " + ",".join(POISON_KINDS),
+    "poison_symbols": "comma list of SYMBOL=kind: these symbols' quotes are always poisoned",
     "access_log": "JSON-lines access log file (empty = none)",
     "access_log_symbols": "also write the requested symbols (comma list) of each v7 quote request "
     "to the access log (benches measuring per-symbol refresh times)",

@@ -9,8 +9,9 @@
   ``fault_html`` (the "Will be right back" page), and ``fault_stall`` holds an otherwise normal
   request for ``stall_s`` seconds (the hung upstream a client must time out on); after the
   handler ``fault_truncate`` cuts a JSON body. Per v7 response ``fault_invalid_quote`` and
-  ``fault_stale_quote`` damage one quote of the batch. ``fault_crumb_text`` makes getcrumb
-  answer ``Too Many Requests`` as the crumb.
+  ``fault_stale_quote`` damage one quote of the batch; per quote ``fault_poison_quote`` (and
+  always for ``poison_symbols``) gives it an extreme value (:mod:`yahoo_emulator.poison`).
+  ``fault_crumb_text`` makes getcrumb answer ``Too Many Requests`` as the crumb.
 
 Draws are only taken for knobs that are non-zero, from ``random.Random`` seeded with ``seed``,
 so a client that sends requests one at a time sees the same faults in the same places on every
@@ -24,6 +25,7 @@ from collections import OrderedDict
 from typing import Final
 
 from yahoo_emulator.config import EmulatorConfig
+from yahoo_emulator.poison import poisoned_symbols
 
 _STATUSES_5XX: Final = (500, 502, 503, 504)
 
@@ -128,6 +130,22 @@ class Faults:
             out.append((self._rng.randrange(n), self._rng.choice(cfg.invalid_kinds)))
         if regular and self._hit(cfg.fault_stale_quote):
             out.append((self._rng.randrange(n), f"stale:{cfg.stale_age_s}"))
+        return out
+
+    def poison_rows(self, cfg: EmulatorConfig, symbols: list[str]) -> list[tuple[int, str]]:
+        """(row index, poison kind) for the quotes of ``symbols`` (one per row) to poison:
+        every ``poison_symbols`` entry, then a ``fault_poison_quote`` share of the others."""
+        fixed = poisoned_symbols(cfg) if cfg.poison_symbols else {}
+        p = cfg.fault_poison_quote
+        if not fixed and p <= 0.0:
+            return []
+        out: list[tuple[int, str]] = []
+        for i, sym in enumerate(symbols):
+            kind = fixed.get(sym)
+            if kind is None and self._hit(p):
+                kind = self._rng.choice(cfg.poison_kinds)
+            if kind is not None:
+                out.append((i, kind))
         return out
 
     def crumb_text(self, cfg: EmulatorConfig) -> bool:

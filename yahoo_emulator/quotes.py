@@ -38,6 +38,8 @@ from yahoo_emulator.auth import AuthStore, cookie_from_header
 from yahoo_emulator.config import EmulatorConfig
 from yahoo_emulator.faults import Faults
 from yahoo_emulator.market import Market, tz_info
+from yahoo_emulator.poison import poison as poison_row
+from yahoo_emulator.poison import raw_tokens
 from yahoo_emulator.responses import (
     CACHE_QUOTE,
     FAULT,
@@ -559,8 +561,12 @@ class QuoteRenderer:
         now: float,
         delisted: frozenset[str],
         damage: Callable[[int], Damage],
+        poison: Callable[[list[str]], Damage] | None = None,
     ) -> Rendered:
-        """The ``quoteResponse`` body for ``symbols`` (upper case, de-duplicated)."""
+        """The ``quoteResponse`` body for ``symbols`` (upper case, de-duplicated).
+
+        ``poison`` picks the rows (by their symbols) that get an extreme value (plain answers
+        only; :mod:`yahoo_emulator.poison`)."""
         sel = self.selection(fields)
         live = [s for s in symbols if s not in delisted] if delisted else list(symbols)
         positions = self.m.resolve(live)
@@ -568,10 +574,18 @@ class QuoteRenderer:
         rows = self.dynamic(order, sel, now) if order else []
         for idx, kind in damage(len(rows)):
             _damage(rows[idx], kind, now)
+        hits: Damage = []
+        if poison is not None and rows and not formatted:
+            row_symbols = [s for s, p in zip(live, positions, strict=True) if p >= 0]
+            hits = poison(row_symbols)
+            for idx, kind in hits:
+                poison_row(rows[idx], kind, row_symbols[idx])
         if formatted:
             objects = [self._formatted(pos, row, sel) for pos, row in zip(order, rows, strict=True)]
         else:
             objects = self._plain(order, rows, sel)
+        for idx, _ in hits:
+            objects[idx] = raw_tokens(objects[idx])
         parts: list[bytes] = []
         n_delisted = 0
         it = iter(objects)
@@ -665,6 +679,12 @@ async def handle_quote(emu: QuoteView, request: web.Request) -> web.StreamRespon
         damaged.extend(emu.faults.quote_damage(cfg, n, regular=regular))
         return damaged
 
+    poisoned: Damage = []
+
+    def poison(row_symbols: list[str]) -> Damage:
+        poisoned.extend(emu.faults.poison_rows(cfg, row_symbols))
+        return poisoned
+
     out = emu.quotes.render(
         symbols,
         fields=q.get("fields"),
@@ -672,14 +692,16 @@ async def handle_quote(emu: QuoteView, request: web.Request) -> web.StreamRespon
         now=now,
         delisted=emu.delisted,
         damage=damage,
+        poison=poison,
     )
     stats = emu.stats
     stats.symbols_requested += len(symbols)
     stats.symbols_served += out.served
     stats.symbols_unknown += out.unknown
     stats.symbols_delisted += out.delisted
-    if damaged:
+    if damaged or poisoned:
         kinds = ["stale_quote" if k.startswith("stale:") else "invalid_quote" for _, k in damaged]
+        kinds += ["poison_quote"] * len(poisoned)
         for kind in kinds[1:]:
             stats.faults[kind] += 1
         request[FAULT] = kinds[0]

@@ -1,4 +1,10 @@
-"""A worker's sink: validate, de-duplicate and append quotes to the worker's own ring."""
+"""A worker's sink: validate, de-duplicate and append quotes to the worker's own ring.
+
+A quote that passed validation but does not fit a ring record is quarantined by
+:func:`~engine.records.to_records` (an ``encoding_failed`` rejection row): counted as rejected
+here, logged once per batch (``records_quarantined``) and in
+``ingestion_records_quarantined_total{stage="ring"}``; the batch is written all the same.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from engine.observe import metrics
 from engine.quote import Rejection, RejectReason, Rules, validate
 from engine.records import to_records
-from engine.ringbuf import LastSeenTable, Ring
+from engine.ringbuf import KIND_REJECTION, LastSeenTable, Records, Ring
 from engine.source.decode import QuoteBatch
 from engine.stats import FetchCounts
 
@@ -70,9 +76,7 @@ class RingSink:
                 written.append((idx, q.market_time))
             valid.append(q)
             counts.stale += q.stale
-        rejections.extend(
-            Rejection(m.symbol, RejectReason.MALFORMED, m.detail) for m in got.malformed
-        )
+        rejections.extend(Rejection(m.symbol, m.reason, m.detail) for m in got.malformed)
         for r in rejections:
             counts.reject(r.reason.label)
             # one line per rejection at DEBUG; the cycle summary counts them by reason and
@@ -93,8 +97,29 @@ class RingSink:
         )
         if not len(recs):
             return
+        lost = self._quarantined(recs, len(rejections), counts)
         await self.ring.write(recs, on_full=self._on_full)
         if times is not None:
             for idx, t in written:
-                times[idx] = t
+                if idx not in lost:
+                    times[idx] = t
         self.notify()
+
+    def _quarantined(self, recs: Records, expected: int, counts: FetchCounts) -> set[int]:
+        """Count the quotes :func:`to_records` turned into ``encoding_failed`` rows (rows of
+        ``recs`` beyond the ``expected`` rejections); their :attr:`index_of` rows."""
+        rows = recs[recs["kind"] == KIND_REJECTION]
+        bad = rows[rows["reason"] == RejectReason.ENCODING_FAILED]
+        if len(rows) == expected or not len(bad):
+            return set()
+        symbols = [b.decode("utf-8", "replace") for b in bad["symbol"].tolist()]
+        counts.valid -= len(bad)
+        for _ in symbols:
+            counts.reject(RejectReason.ENCODING_FAILED.label)
+        metrics.record_quarantined("ring", len(bad))
+        log.warning(
+            "records_quarantined",
+            extra={"stage": "ring", "records": len(bad), "first_symbol": symbols[0],
+                   "error": bad["detail"][0].decode("utf-8", "replace")},
+        )  # fmt: skip
+        return {i for s in symbols if (i := self.index_of.get(s)) is not None}

@@ -36,6 +36,7 @@ from engine.runtime.tasks import TaskSupervisor
 from engine.sinks.cache import QuoteCache
 from engine.sinks.committer import Committer, CycleLedger
 from engine.sinks.delivery import Delivery
+from engine.sinks.dlq_dedupe import DlqDedupe
 from engine.sinks.jetstream import JetStreamPublisher
 from engine.sinks.outbox import Outbox
 from engine.sinks.store import QuoteStore
@@ -70,6 +71,7 @@ class Publisher:
             config.nats, Outbox(config.nats.outbox_dir, config.nats.outbox_max_bytes)
         )
         self.ledger = CycleLedger(self.rings, partial(ipc.send, conn))
+        self.dlq_dedupe = DlqDedupe(config.validation.dlq_dedupe_s)
         self.committer: Committer | None = None
         self._drains: list[asyncio.Task[None]] = []
 
@@ -128,9 +130,14 @@ class Publisher:
                 await self.events[i].wait()
                 self.events[i].clear()
                 continue
-            d = to_messages(recs)
-            outcome = await self.delivery.send(d.messages)
-            self.ledger.account(d.messages, outcome)
+            d = to_messages(recs)  # a record it cannot build is quarantined (dead-lettered)
+            if d.quarantined:
+                metrics.record_quarantined("publish", d.quarantined)
+                log.warning("records_quarantined", extra={"stage": "publish", "ring": i,
+                                                          "records": d.quarantined})  # fmt: skip
+            msgs = self.dlq_dedupe.filter(d.messages)
+            outcome = await self.delivery.send(msgs)
+            self.ledger.account(msgs, outcome)
             if self.store is not None:
                 self.store.submit(d.quotes)
             if self.cache is not None:

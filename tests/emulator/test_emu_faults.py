@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from tests.emulator.conftest import SYMBOLS, FakeClock, Harness, MakeEmu
-from yahoo_emulator.config import INVALID_KINDS
+from yahoo_emulator.config import INVALID_KINDS, POISON_KINDS
 
 pytestmark = pytest.mark.fault
 
@@ -177,3 +177,70 @@ async def test_faults_reproducible_with_seed(make_emu: MakeEmu) -> None:
             runs.append([(await h.quote(SYMBOLS)).status for _ in range(40)])
     assert runs[0] == runs[1]
     assert len(set(runs[0])) > 1
+
+
+_POISON_CHECKS = {
+    "ancient_time": (b'"regularMarketTime":-4611686018427387904', "regularMarketTime", -(2**62)),
+    "huge_time": (b'"regularMarketTime":9223372036854775808', "regularMarketTime", 2**63),
+    "huge_volume": (b'"regularMarketVolume":9223372036854775808', "regularMarketVolume", 2**63),
+    "nan_price": (b'"regularMarketPrice":NaN', "regularMarketPrice", "nan"),
+    "inf_price": (b'"regularMarketPrice":Infinity', "regularMarketPrice", float("inf")),
+    "neg_inf_change": (
+        b'"regularMarketChangePercent":-Infinity',
+        "regularMarketChangePercent",
+        float("-inf"),
+    ),
+    "max_price": (b'"regularMarketPrice":' + orjson.dumps(1e308), "regularMarketPrice", 1e308),
+    "long_symbol": (b'"symbol":"MSFT-XXXX', "symbol", "MSFT-".ljust(300, "X")),
+}
+
+
+@pytest.mark.parametrize("kind", POISON_KINDS)
+async def test_poison_symbol_serves_the_extreme_value(h: Harness, kind: str) -> None:
+    """``poison_symbols`` poisons that symbol's quote; NaN/Infinity are bare tokens."""
+    import json
+    import math
+
+    h.emu.configure(poison_symbols=[f"MSFT={kind}"])
+    r = await h.quote(SYMBOLS)
+    assert r.status == 200
+    raw, field, value = _POISON_CHECKS[kind]
+    assert raw in r.body, r.body[:400]
+    if kind in ("nan_price", "inf_price", "neg_inf_change"):
+        with pytest.raises(orjson.JSONDecodeError):  # not JSON: strict parsers refuse it
+            orjson.loads(r.body)
+    result = json.loads(r.body)["quoteResponse"]["result"]  # Python's json accepts the tokens
+    (bad,) = [q for q in result if q["symbol"].startswith("MSFT")]
+    got = bad[field]
+    assert math.isnan(got) if value == "nan" else got == value
+    others = [q for q in result if q is not bad]
+    assert len(others) == len(SYMBOLS) - 1
+    assert all(isinstance(q["regularMarketPrice"], float | int) for q in others)
+    assert all(math.isfinite(q["regularMarketPrice"]) for q in others)
+    assert h.stats()["faults"]["poison_quote"] == 1
+
+
+async def test_fault_poison_quote_poisons_a_share_of_quotes(h: Harness) -> None:
+    h.emu.configure(fault_poison_quote=1.0, poison_kinds=["nan_price"])
+    r = await h.quote(SYMBOLS)
+    assert r.body.count(b'"regularMarketPrice":NaN') == len(SYMBOLS)
+    h.emu.configure(fault_poison_quote=0.0)
+    r = await h.quote(SYMBOLS)
+    assert b"NaN" not in r.body and len(orjson.loads(r.body)["quoteResponse"]["result"]) == 5
+
+
+async def test_poison_symbols_must_name_a_kind(h: Harness) -> None:
+    r = await h.post("/_emulator/config", {"poison_symbols": ["MSFT=bogus"]})
+    assert r.status == 400 and "poison_symbols" in r.json()["error"]
+
+
+def test_poison_knobs_on_the_command_line() -> None:
+    from yahoo_emulator.cli import build_parser, config_from_args
+
+    ns = build_parser().parse_args(
+        ["--poison-symbols", "MSFT=nan_price,AAPL=huge_volume", "--fault-poison-quote", "0.01",
+         "--poison-kinds", "inf_price,long_symbol"]
+    )  # fmt: skip
+    cfg = config_from_args(ns)
+    assert cfg.poison_symbols == ("MSFT=nan_price", "AAPL=huge_volume")
+    assert cfg.fault_poison_quote == 0.01 and cfg.poison_kinds == ("inf_price", "long_symbol")

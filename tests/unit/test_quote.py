@@ -90,3 +90,37 @@ class TestValidate:
         )
         q = msgspec.json.decode(raw, type=YahooQuote)
         assert q.regular_market_price == 241.0 and q.market_state == "CLOSED"
+
+
+class TestPoisonValues:
+    """Extreme values are rejected with a reason naming them, never passed on as a Quote."""
+
+    @pytest.mark.parametrize(
+        ("kw", "reason"),
+        [
+            ({"regular_market_time": -(2**62), "market_state": "CLOSED"},
+             RejectReason.TIME_OUT_OF_RANGE),
+            ({"regular_market_time": 0, "market_state": "POST"}, RejectReason.TIME_OUT_OF_RANGE),
+            ({"regular_market_time": 2**63, "market_state": "CLOSED"},
+             RejectReason.TIME_OUT_OF_RANGE),
+            ({"regular_market_volume": 2**63}, RejectReason.VOLUME_OUT_OF_RANGE),
+            ({"regular_market_volume": 2**70}, RejectReason.VOLUME_OUT_OF_RANGE),
+            ({"regular_market_price": 1e308}, RejectReason.PRICE_OUT_OF_RANGE),
+            ({"regular_market_price": float("inf")}, RejectReason.PRICE_OUT_OF_RANGE),
+            ({"regular_market_price": float("nan")}, RejectReason.PRICE_OUT_OF_RANGE),
+        ],
+    )  # fmt: skip
+    def test_extreme_values_are_rejected(self, kw: dict[str, object], reason: RejectReason) -> None:
+        r = validate(yq(**kw), now_s=NOW)
+        assert isinstance(r, Rejection) and r.reason is reason and r.detail
+
+    def test_extreme_values_are_rejected_even_with_loose_price_rules(self) -> None:
+        rules = Rules(max_price=float("inf"))
+        r = validate(yq(regular_market_price=1e308), now_s=NOW, rules=rules)
+        assert isinstance(r, Quote)  # 1e308 is finite: carried (records/messages handle it)
+        r = validate(yq(regular_market_price=float("inf")), now_s=NOW, rules=rules)
+        assert isinstance(r, Rejection) and r.reason is RejectReason.PRICE_OUT_OF_RANGE
+
+    def test_infinite_change_percent_is_dropped_not_rejected(self) -> None:
+        q = validate(yq(regular_market_change_percent=float("-inf")), now_s=NOW)
+        assert isinstance(q, Quote) and q.change_percent is None

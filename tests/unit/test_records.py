@@ -133,3 +133,46 @@ class TestUnpublishable:
         assert letter.original_msg_id == f"BRK-B:{T}"
         assert letter.original == '{"symbol":"BRK-B"}'
         assert msgspec.json.decode(encode_dlq(letter), type=DlqMessage) == letter
+
+
+class TestQuarantine:
+    """A record failing after validation is dead-lettered alone; its neighbours go on."""
+
+    def test_a_quote_that_does_not_fit_a_record_becomes_an_encoding_failed_rejection(self) -> None:
+        long = "TECK-" + "X" * 295
+        recs = to_records(
+            [quote("AAPL"), quote("HUGE", volume=2**63), quote(long), quote("MSFT")],
+            [],
+            cycle=3,
+            source=0,
+            ingest_time_ns=T * 10**9,
+        )
+        d = to_messages(recs)
+        assert [q.symbol for q in d.quotes] == ["AAPL", "MSFT"]  # never cut to 24 bytes
+        letters = [msgspec.json.decode(m.payload, type=DlqMessage) for m in d.messages if m.dlq]
+        assert [(x.reason, x.symbol) for x in letters] == [
+            ("encoding_failed", "HUGE"),
+            ("encoding_failed", long[:21] + "..."),
+        ]
+        assert all(x.detail.startswith("ring: ") for x in letters)
+
+    def test_a_rejection_carrying_extreme_values_still_encodes(self) -> None:
+        rej = Rejection("BIG", RejectReason.VOLUME_OUT_OF_RANGE, "volume=2**63",
+                        market_time=2**63, price=float("inf"), volume=2**63)  # fmt: skip
+        letter = msgspec.json.decode(one_dlq(rej, 1).payload, type=DlqMessage)
+        assert letter.reason == "volume_out_of_range" and letter.volume is None
+        assert letter.market_time is None and letter.price is None
+
+    def test_a_record_whose_message_cannot_be_built_is_quarantined(self) -> None:
+        recs = to_records([quote("AAPL"), quote("BAD"), quote("MSFT")], [], cycle=5, source=0,
+                          ingest_time_ns=T * 10**9)  # fmt: skip
+        recs["market_time"][1] = -(2**62)  # gmtime cannot show it
+        d = to_messages(recs)
+        assert d.quarantined == 1
+        assert [q.symbol for q in d.quotes] == ["AAPL", "MSFT"]
+        assert [m.dlq for m in d.messages] == [False, True, False]
+        letter = msgspec.json.decode(d.messages[1].payload, type=DlqMessage)
+        assert (letter.symbol, letter.reason, letter.cycle) == ("BAD", "encoding_failed", 5)
+        assert letter.detail.startswith("publish: ") and d.messages[1].msg_id.startswith(
+            "BAD:encoding_failed:i"
+        )

@@ -59,6 +59,7 @@ from engine.observe.metrics.multiprocess import (
     setup_multiprocess,
     teardown_multiprocess,
 )
+from engine.observe.metrics.poison import record_dlq_suppressed, record_quarantined
 from engine.observe.metrics.quality_collector import QualityCollector
 from engine.observe.metrics.sinks import (
     CacheStatsView,
@@ -90,9 +91,11 @@ __all__ = [
     "record_cache_stats",
     "record_child_restart",
     "record_cycle",
+    "record_dlq_suppressed",
     "record_earnings_sync",
     "record_overrun",
     "record_publish_retries",
+    "record_quarantined",
     "record_rate_limit_wait",
     "record_retry",
     "record_ring_full",

@@ -277,3 +277,16 @@ class Families:
             "livemostrecent",
             ("dependency",),
         )
+        # -- poison records (quarantine, dead-letter de-duplication) --------------------------
+        self.records_quarantined = counter(
+            "records_quarantined",
+            "Records that passed validation but could not be encoded (stage=ring) or built into"
+            " a message (stage=publish): dead-lettered as encoding_failed, the ring moves on.",
+            ("stage",),
+        )
+        self.dlq_suppressed = counter(
+            "dlq_letters_suppressed",
+            "Dead letters not published because the same symbol and reason already had one"
+            " within validation.dlq_dedupe_s.",
+            ("reason",),
+        )

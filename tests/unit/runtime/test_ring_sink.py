@@ -51,3 +51,41 @@ async def test_accept_counts_dedups_and_writes() -> None:
             os.close(fd)
         table.close()
         ring.close()
+
+
+async def test_poison_quotes_are_dead_lettered_and_the_batch_is_written() -> None:
+    """An integer >= 2**63, an unrequested symbol and a symbol too long for a record never
+    cancel the cycle: each becomes a rejection row, the good quotes are written."""
+    from engine.quote import RejectReason
+    from engine.records import to_messages
+
+    ring = Ring.create(64)
+    r, w = os.pipe()
+    try:
+        sink = RingSink(ring, w, Rules(), skip_unchanged=False, clock=lambda: NOW)
+        huge = YahooQuote(symbol="HUGE", quote_type="EQUITY", market_state="CLOSED",
+                          regular_market_price=10.0, regular_market_time=int(NOW) - 5,
+                          regular_market_volume=2**63)  # fmt: skip
+        long = "L" * 30  # requested, but longer than the record's symbol field
+        got = QuoteBatch(
+            [yq("AAPL"), huge, yq(long), yq("MSFT")],
+            [MalformedQuote("T" * 300, "not asked for", RejectReason.UNREQUESTED_SYMBOL)],
+            [],
+            attempts=1,
+            latency_s=0.0,
+        )
+        counts = FetchCounts()
+        await sink.accept(0, 1, got, counts)
+        assert counts.valid == 2  # the long symbol passed validation, then was quarantined
+        assert counts.rejected == {
+            "volume_out_of_range": 1,
+            "unrequested_symbol": 1,
+            "encoding_failed": 1,
+        }
+        d = to_messages(ring.read(ring.tail, 64))
+        assert sorted(q.symbol for q in d.quotes) == ["AAPL", "MSFT"]
+        assert sum(m.dlq for m in d.messages) == 3
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        ring.close()
