@@ -41,6 +41,14 @@ if str(ROOT) not in sys.path:
 from engine.sinks.partitions import quote_ident  # noqa: E402
 from testkit import EngineProcess  # noqa: E402
 
+# the emulator is not Yahoo: lifts the engine's adaptive budget (like bench/cycle.py) when asked
+LIFTED_RATE = {
+    "INGEST_YAHOO__RATE_INITIAL_RPS": "1000",
+    "INGEST_YAHOO__RATE_MAX_RPS": "1000",
+    "INGEST_YAHOO__RATE_BURST": "1000",
+    "INGEST_YAHOO__RATE_INCREASE_RPS": "100",
+}
+
 StreamMsg = tuple[dict[str, Any], dict[str, str]]
 
 

@@ -65,6 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.accounting import (  # noqa: E402
+    LIFTED_RATE,
     account,
     crashes,
     cycle_rates,
@@ -91,14 +92,6 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 BATCH_SIZE = 50  # the engine's default yahoo.batch_size (not overridden here)
 
 FAULT_MIX = fault_mix("default")  # 5 % 429, 5 % 5xx, 2 % resets, 1 % truncated bodies
-
-# the emulator is not Yahoo: lifts the adaptive budget (like bench/cycle.py) when asked
-LIFTED_RATE = {
-    "INGEST_YAHOO__RATE_INITIAL_RPS": "1000",
-    "INGEST_YAHOO__RATE_MAX_RPS": "1000",
-    "INGEST_YAHOO__RATE_BURST": "1000",
-    "INGEST_YAHOO__RATE_INCREASE_RPS": "100",
-}
 
 
 def log(msg: str) -> None:
