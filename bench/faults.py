@@ -46,46 +46,52 @@ import contextlib
 import itertools
 import math
 import os
-import platform
-import signal
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import nats
-import nats.js.errors
 import orjson
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.accounting import (  # noqa: E402
+    LIFTED_RATE,
+    account,
+    crashes,
+    cycle_rates,
+    event_time,
+    iso_epoch,
+    machine,
+    pg_rows,
+    read_access_log,
+    read_stream,
+    redis_keys,
+    served_symbols,
+    stop_engine,
+    stream_count,
+    summarise_rates,
+    universe,
+)
 from engine.sinks.partitions import quote_ident  # noqa: E402
 from testkit import EmulatorProcess, EngineProcess, delete_streams  # noqa: E402
+from yahoo_emulator.presets import fault_mix  # noqa: E402
 
 NATS_URL = os.environ.get("BENCH_NATS_URL", "nats://127.0.0.1:4222")
 PG_DSN = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 BATCH_SIZE = 50  # the engine's default yahoo.batch_size (not overridden here)
 
-FAULT_MIX = {"fault_429": 0.05, "fault_5xx": 0.05, "fault_reset": 0.02, "fault_truncate": 0.01}
-
-# the emulator is not Yahoo: lifts the adaptive budget (like bench/cycle.py) when asked
-LIFTED_RATE = {
-    "INGEST_YAHOO__RATE_INITIAL_RPS": "1000",
-    "INGEST_YAHOO__RATE_MAX_RPS": "1000",
-    "INGEST_YAHOO__RATE_BURST": "1000",
-    "INGEST_YAHOO__RATE_INCREASE_RPS": "100",
-}
+FAULT_MIX = fault_mix("default")  # 5 % 429, 5 % 5xx, 2 % resets, 1 % truncated bodies
 
 
 def log(msg: str) -> None:
@@ -130,13 +136,6 @@ class Names:
 
 def new_names() -> Names:
     return Names(uuid.uuid4().hex[:10])
-
-
-def universe(n: int) -> list[str]:
-    base = [row["symbol"] for row in orjson.loads((ROOT / "symbols.json").read_bytes())]
-    if n > len(base):
-        raise SystemExit(f"--symbols {n}: symbols.json holds only {len(base)}")
-    return base[:n]
 
 
 def engine_env(emu_url: str, names: Names, tmp: Path, n_symbols: int, interval_s: float,
@@ -199,233 +198,6 @@ def cleanup(names: Names) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# reading what was stored
-# --------------------------------------------------------------------------------------------
-
-StreamMsg = tuple[dict[str, Any], dict[str, str]]
-
-
-async def _read_stream(stream: str) -> list[StreamMsg]:
-    """Every message of ``stream`` in stream order, through an ordered push consumer (one
-    ``get_msg`` per message would take minutes for 100k messages)."""
-    nc = await nats.connect(NATS_URL)
-    try:
-        js = nc.jetstream()
-        try:
-            info = await js.stream_info(stream)
-        except nats.js.errors.NotFoundError:
-            return []
-        n = info.state.messages
-        out: list[StreamMsg] = []
-        if not n:
-            return out
-        subjects = info.config.subjects or [">"]
-        sub = await js.subscribe(subjects[0], stream=stream, ordered_consumer=True)
-        try:
-            while len(out) < n:
-                m = await sub.next_msg(timeout=30)
-                out.append((orjson.loads(m.data or b"{}"), dict(m.headers or {})))
-        finally:
-            await sub.unsubscribe()
-        return out
-    finally:
-        await nc.close()
-
-
-async def _stream_count(stream: str) -> int:
-    nc = await nats.connect(NATS_URL)
-    try:
-        try:
-            return int((await nc.jetstream().stream_info(stream)).state.messages)
-        except nats.js.errors.NotFoundError:
-            return 0
-    finally:
-        await nc.close()
-
-
-async def _pg_rows(table: str) -> list[tuple[str, int]]:
-    conn = await asyncpg.connect(PG_DSN)
-    try:
-        if not await conn.fetchval("SELECT to_regclass($1)", quote_ident(table)):
-            return []
-        rows = await conn.fetch(
-            f"SELECT symbol, extract(epoch FROM market_time)::bigint AS t FROM {quote_ident(table)}"
-        )
-        return [(r["symbol"], int(r["t"])) for r in rows]
-    finally:
-        await conn.close()
-
-
-def redis_keys(prefix: str) -> int:
-    r = redis.Redis.from_url(REDIS_URL)
-    try:
-        return sum(1 for _ in r.scan_iter(match=f"{prefix}*", count=1000))
-    finally:
-        r.close()
-
-
-def read_access_log(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-
-
-def event_time(ev: dict[str, Any]) -> float:
-    """Epoch seconds of an engine JSON log line's ``ts`` (``2026-01-02T03:04:05.678Z``)."""
-    return datetime.strptime(ev["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-
-
-def iso_epoch(ts: str) -> float:
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-
-
-# --------------------------------------------------------------------------------------------
-# accounting (pure: the smoke test feeds it doctored inputs)
-# --------------------------------------------------------------------------------------------
-
-
-def account(
-    cycles: Sequence[dict[str, Any]],
-    stream: Sequence[StreamMsg],
-    rows: Sequence[tuple[str, int]] | None,
-    dlq_count: int | None = None,
-) -> dict[str, Any]:
-    """Lost and duplicated messages: the engine's per-cycle counts vs the stream vs PostgreSQL.
-
-    ``cycles`` are ``cycle_completed`` events (every completed cycle of the run); ``stream`` the
-    stream's messages (payload, headers); ``rows`` PostgreSQL's (symbol, market time) rows.
-    """
-    ids = Counter(h.get("Nats-Msg-Id", "") for _, h in stream)
-    keys = Counter((p.get("symbol"), p.get("market_time")) for p, _ in stream)
-    id_mismatch = sum(
-        1 for p, h in stream if h.get("Nats-Msg-Id") != f"{p.get('symbol')}:{p.get('market_time')}"
-    )
-    dup_ids = sum(n - 1 for n in ids.values() if n > 1)
-    dup_keys = sum(n - 1 for n in keys.values() if n > 1)
-    by_cycle: Counter[int] = Counter(int(p.get("cycle") or 0) for p, _ in stream)
-    expected: dict[int, int] = {}
-    for c in cycles:
-        expected[c["cycle"]] = c["valid"] - c["unchanged"]
-    short = {c: e - by_cycle.get(c, 0) for c, e in expected.items() if by_cycle.get(c, 0) < e}
-    extra = {
-        c: by_cycle[c] - expected.get(c, 0)
-        for c in by_cycle
-        if by_cycle[c] > expected.get(c, 0) and c in expected
-    }
-    unaccounted_cycles = {c: n for c, n in by_cycle.items() if c not in expected}
-    order_violations = 0
-    last: dict[str, int] = {}
-    for p, _ in stream:
-        s, t = p.get("symbol", ""), int(p.get("market_time") or 0)
-        if t <= last.get(s, -1):
-            order_violations += 1
-        last[s] = max(t, last.get(s, -1))
-    out: dict[str, Any] = {
-        "engine_accepted_new": sum(expected.values()),
-        "engine_published": sum(c.get("published", 0) for c in cycles),
-        "engine_deduplicated_by_jetstream": sum(c.get("deduplicated", 0) for c in cycles),
-        "engine_publish_failed": sum(c.get("publish_failed", 0) for c in cycles),
-        "engine_outboxed": sum(c.get("outboxed", 0) for c in cycles),
-        "stream_messages": len(stream),
-        "stream_distinct_msg_ids": len(ids),
-        "stream_distinct_symbol_time": len(keys),
-        "msg_id_payload_mismatch": id_mismatch,
-        "duplicated": max(dup_ids, dup_keys) + id_mismatch,
-        "lost_vs_engine_counts": sum(short.values()),
-        "lost_by_cycle": {str(k): v for k, v in sorted(short.items())},
-        "extra_vs_engine_counts": sum(extra.values()),
-        "stream_msgs_of_cycles_not_completed": sum(unaccounted_cycles.values()),
-        "per_symbol_time_order_violations": order_violations,
-    }
-    lost = out["lost_vs_engine_counts"]
-    if rows is not None:
-        row_keys = Counter(rows)
-        stream_keys = set(keys)
-        pg_keys = set(row_keys)
-        out.update(
-            {
-                "pg_rows": len(rows),
-                "pg_distinct_symbol_time": len(row_keys),
-                "pg_duplicate_rows": len(rows) - len(row_keys),
-                "pg_not_in_stream": len(pg_keys - stream_keys),
-                "stream_not_in_pg": len(stream_keys - pg_keys),
-            }
-        )
-        out["duplicated"] += out["pg_duplicate_rows"]
-        lost = max(lost, out["pg_not_in_stream"]) + out["stream_not_in_pg"]
-    if dlq_count is not None:
-        rejected = sum(sum(c.get("rejected", {}).values()) for c in cycles)
-        out["dlq_messages"] = dlq_count
-        out["engine_rejected"] = rejected
-        # the DLQ's Nats-Msg-Id is {symbol}:{reason}:{market time}: the same bad quote seen
-        # again in a later cycle is deduplicated, so the DLQ holds distinct rejections
-        out["dlq_covers_rejections"] = 0 < dlq_count <= rejected or dlq_count == rejected == 0
-    out["lost"] = lost
-    return out
-
-
-def served_symbols(access: Iterable[dict[str, Any]]) -> int:
-    """Symbols the emulator answered in intact 200 v7 responses (no fault injected)."""
-    return sum(
-        int(e.get("n_symbols", 0))
-        for e in access
-        if e.get("endpoint") == "quote" and e.get("status") == 200 and not e.get("fault")
-    )
-
-
-def cycle_rates(c: dict[str, Any]) -> dict[str, Any]:
-    req = max(1, int(c["requested"]))
-    rejected = sum(c.get("rejected", {}).values())
-    data = rejected + c["missing"]
-    return {
-        "cycle": c["cycle"],
-        "requested": c["requested"],
-        "valid": c["valid"],
-        "new": c["valid"] - c["unchanged"],
-        "no_valid": c["requested"] - c["valid"],
-        "fetch_errors": c["failed"],
-        "data": data,
-        "unaccounted": c["requested"] - c["valid"] - c["failed"] - data,
-        "no_valid_rate": (c["requested"] - c["valid"]) / req,
-        "fetch_error_rate": c["failed"] / req,
-        "data_rate": data / req,
-        "rejected": c.get("rejected", {}),
-        "errors": c.get("errors", {}),
-        "requests": c["requests"],
-        "attempts": c["attempts"],
-        "seconds": round(c["seconds"], 2),
-        "rate_rps": c.get("rate_rps"),
-        "rate_headroom": c.get("rate_headroom"),
-        "breaker": c.get("breaker"),
-    }
-
-
-def summarise_rates(rows: Sequence[dict[str, Any]], key: str) -> dict[str, float]:
-    vals = [r[key] for r in rows]
-    if not vals:
-        return {"max": 0.0, "mean": 0.0}
-    return {"max": max(vals), "mean": sum(vals) / len(vals)}
-
-
-def crashes(eng: EngineProcess, exit_code: int | None, children: int) -> dict[str, Any]:
-    started = Counter(e.get("child") for e in eng.named("child_started"))
-    text = [e["text"] for e in eng.events if e.get("event") == "_text"]
-    return {
-        "exit_code": exit_code,
-        "child_died": [
-            {"child": e.get("child"), "exit_code": e.get("exit_code")}
-            for e in eng.named("child_died")
-        ],
-        "child_restarts": sum(started.values()) - children,
-        "non_json_stderr_lines": len(text),
-        "non_json_stderr_head": text[:5],
-        "crashes": len(eng.named("child_died"))
-        + max(0, sum(started.values()) - children)
-        + (0 if exit_code == 0 else 1),
-    }
-
-
-# --------------------------------------------------------------------------------------------
 # running the engine
 # --------------------------------------------------------------------------------------------
 
@@ -434,16 +206,6 @@ def crashes(eng: EngineProcess, exit_code: int | None, children: int) -> dict[st
 def engine_run(env: dict[str, str]) -> Iterator[EngineProcess]:
     with EngineProcess(["run"], env) as eng:
         yield eng
-
-
-def stop_engine(eng: EngineProcess, timeout_s: float = 90) -> int | None:
-    assert eng.proc is not None
-    if eng.proc.poll() is None:
-        eng.proc.send_signal(signal.SIGTERM)
-    try:
-        return eng.wait(timeout_s)
-    except Exception:  # a hung shutdown is itself a finding
-        return None
 
 
 def save_artifacts(dest: str | None, part: str, access: Path, eng: EngineProcess) -> None:
@@ -455,16 +217,6 @@ def save_artifacts(dest: str | None, part: str, access: Path, eng: EngineProcess
     if access.exists():
         (d / f"{part}-access.jsonl").write_bytes(access.read_bytes())
     (d / f"{part}-engine.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in eng.events))
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "date": datetime.now().isoformat(timespec="seconds"),
-        "loadavg_at_start": os.getloadavg(),
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,10 +257,10 @@ def run_fault_mix(a: argparse.Namespace, raw: dict[str, Any] | None = None) -> d
             events = eng.events
             completed = eng.named("cycle_completed")
             log(f"A: engine stopped (exit {code}); reading stream, DLQ, PostgreSQL")
-            stream = asyncio.run(_read_stream(names.stream))
-            dlq = asyncio.run(_stream_count(names.dlq_stream))
-            rows = asyncio.run(_pg_rows(names.table))
-            cached = redis_keys(names.key_prefix)
+            stream = asyncio.run(read_stream(NATS_URL, names.stream))
+            dlq = asyncio.run(stream_count(NATS_URL, names.dlq_stream))
+            rows = asyncio.run(pg_rows(PG_DSN, names.table))
+            cached = redis_keys(REDIS_URL, names.key_prefix)
         finally:
             cleanup(names)
         acc_log = read_access_log(access)
@@ -727,8 +479,8 @@ def run_rate_limit(a: argparse.Namespace) -> dict[str, Any]:
                 poller.stop.set()
                 poller.join(10)
             completed = eng.named("cycle_completed")
-            stream = asyncio.run(_read_stream(names.stream))
-            rows = asyncio.run(_pg_rows(names.table))
+            stream = asyncio.run(read_stream(NATS_URL, names.stream))
+            rows = asyncio.run(pg_rows(PG_DSN, names.table))
         finally:
             cleanup(names)
         acc_log = read_access_log(access)

@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from yahoo_emulator.config import HELP, ConfigPatchError, EmulatorConfig, config_from_mapping
+from yahoo_emulator.presets import FAULT_MIXES, fault_mix
 from yahoo_emulator.server import new_event_loop, serve_emulator
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=8765, help="bind port; 0 = ephemeral")
     ap.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    ap.add_argument(
+        "--fault-mix", choices=tuple(FAULT_MIXES), default=None,
+        help="start from a named fault mix (yahoo_emulator/presets.py); knobs given as flags "
+        "win over it (default: no faults)",
+    )  # fmt: skip
     knobs = ap.add_argument_group("emulator knobs (also patchable at POST /_emulator/config)")
     for f in msgspec.structs.fields(EmulatorConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -64,7 +70,8 @@ def _show(value: Any) -> str:
 
 def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
     """The knobs given on the command line over the defaults (raises ConfigPatchError)."""
-    values: dict[str, Any] = {}
+    mix = getattr(ns, "fault_mix", None)  # a preset first: the knobs given as flags win
+    values: dict[str, Any] = fault_mix(mix) if mix else {}
     for f in msgspec.structs.fields(EmulatorConfig):
         if not hasattr(ns, f.name):
             continue
