@@ -35,8 +35,8 @@ def make(tmp_path: Path, *, connected: bool = True) -> tuple[Delivery, FakeNats]
 
 async def replay_all(d: Delivery) -> None:
     assert d.jsp is not None
-    while (item := d.outbox.oldest()) is not None:
-        assert await d.replay_segment(d.jsp, *item)
+    while (item := await d.outbox.oldest()) is not None:
+        assert await d.replay_segment(d.jsp, item)
 
 
 class TestSend:
@@ -48,7 +48,7 @@ class TestSend:
     async def test_outboxed_until_connected_with_the_subject_fixed(self, tmp_path: Path) -> None:
         d, _ = make(tmp_path, connected=False)
         assert await d.send(quotes("A", 2)) == [Outcome.OUTBOXED] * 2
-        item = d.outbox.oldest()
+        item = await d.outbox.oldest()
         assert item is not None
         assert [m.subject for m in item[1]] == [SETTINGS.subject] * 2
         assert d.outbox_messages == 2 and d.wake.is_set()
@@ -124,9 +124,9 @@ class TestReplay:
         await d.send(quotes("A", 2))
         jsp = JetStreamPublisher(SETTINGS, nc, rand=lambda: 0.0)
         nc.js.down = True
-        item = d.outbox.oldest()
+        item = await d.outbox.oldest()
         assert item is not None
-        assert not await d.replay_segment(jsp, *item)
+        assert not await d.replay_segment(jsp, item)
         assert len(d.outbox) == 1 and d.replayed == 0
 
     async def test_replayed_duplicates_are_not_counted_as_new(self, tmp_path: Path) -> None:
