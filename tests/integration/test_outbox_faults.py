@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +17,15 @@ from engine.config import NatsSettings
 from engine.records import OutMessage
 from engine.sinks import delivery as delivery_mod
 from engine.sinks.delivery import Delivery
+from engine.sinks.jetstream import JetStreamPublisher
 from engine.sinks.outbox import SUFFIX, Outbox
 from engine.stats import Outcome
+from tests.unit.sinks.fake_jetstream import FakeNats
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 DISK_BYTES = 64 * 1024
+REPLAY_SETTINGS = NatsSettings(ack_timeout_s=0.5)
 
 
 @pytest.fixture
@@ -105,3 +109,58 @@ class TestFullDisk:
         assert d.outbox_messages == len(want)
         with contextlib.suppress(FileNotFoundError):
             assert not list((small_disk / "outbox").glob("*.tmp"))
+
+
+def write_segments(directory: Path, n: int) -> None:
+    """``n`` one-message segments, as an outage leaves them (written directly: no fsync each)."""
+    directory.mkdir()
+    for i in range(n):
+        m = [[False, f"S{i}:1", b"{}", 1, "data.q"]]
+        (directory / f"{i + 1:012d}{SUFFIX}").write_bytes(msgspec.msgpack.encode(m))
+
+
+async def timed_replay(directory: Path) -> tuple[float, float, int]:
+    """Replay the outbox in ``directory`` into a fake JetStream: (seconds, the longest the event
+    loop went without running a 5 ms ticker, messages stored)."""
+    nc = FakeNats()
+    d = Delivery(REPLAY_SETTINGS, Outbox(directory, 1 << 30))
+    gaps = [0.0]
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    async with asyncio.TaskGroup() as tg:
+        tick = tg.create_task(ticker())
+        await asyncio.sleep(0.02)
+        t0 = time.monotonic()
+        replayer = tg.create_task(d.replay())
+        d.connected(JetStreamPublisher(REPLAY_SETTINGS, nc, rand=lambda: 0.0))
+        for _ in range(10_000):  # the timeout marker bounds it
+            if not len(d.outbox):
+                break
+            await asyncio.sleep(0.01)
+        took = time.monotonic() - t0
+        replayer.cancel()
+        tick.cancel()
+    return took, max(gaps), len(nc.js.order)
+
+
+class TestReplayScale:
+    @pytest.mark.timeout(120)
+    async def test_replay_is_linear_and_keeps_the_event_loop_running(self, tmp_path: Path) -> None:
+        """1k, 2k and 4k segments: 4k takes well under 6x the 1k time (quadratic was ~10x), and
+        a ticker keeps ticking all along (segment files are read and removed off the loop)."""
+        times = {}
+        for n in (1000, 2000, 4000):
+            write_segments(tmp_path / str(n), n)
+            took, gap, stored = await timed_replay(tmp_path / str(n))
+            assert stored == n
+            assert gap < 0.25, f"event loop blocked for {gap:.3f}s replaying {n} segments"
+            times[n] = took
+        print("replay seconds per segment count:", times)
+        assert times[4000] < 6 * times[1000], times
