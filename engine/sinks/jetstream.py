@@ -140,6 +140,8 @@ class JetStreamPublisher:
         )
         sub = await self.js.pull_subscribe("", stream=stream, config=cfg)
         try:
+            if (await sub.consumer_info()).num_pending == 0:
+                return ids  # nothing stored from since on
             while True:
                 try:
                     got = await sub.fetch(batch, timeout=self.settings.ack_timeout_s)

@@ -144,3 +144,37 @@ class TestStreamGone:
                 assert await d.send(quotes("C")) == [Outcome.PUBLISHED] * 5
         finally:
             server.kill()
+
+
+class TestReplayPastTheWindow:
+    @pytest.mark.timeout(30)
+    async def test_replay_older_than_the_window_does_not_duplicate(
+        self, nats_names: dict[str, str], tmp_path: Path
+    ) -> None:
+        """A batch reached the stream but its ack was lost, so it was outboxed; the outbox is
+        replayed after JetStream's duplicate window (1 s here) has forgotten its ids. What the
+        stream holds is not published again; what it lacks is."""
+        s = settings_for(nats_names, duplicate_window_s=1.0)
+        async with JetStreamPublisher.connect(s, attempts=3) as jsp:
+            since = time.time()
+            landed, lost = quotes("A"), quotes("B")
+            assert await jsp.publish(landed, deadline=time.monotonic() + 5) == [
+                Outcome.PUBLISHED
+            ] * len(landed)
+            outbox = Outbox(tmp_path / "outbox", 1 << 30)
+            outbox.append([*landed, *lost], since=since)  # "no ack": outboxed
+            await asyncio.sleep(2.5)  # the window passes: JetStream forgets A's ids
+            d = Delivery(s, outbox)
+            async with asyncio.TaskGroup() as tg:
+                replayer = tg.create_task(d.replay())
+                d.connected(jsp)
+
+                async def drained() -> bool:
+                    return len(d.outbox) == 0
+
+                await until(drained, 15, "outbox replayed")
+                replayer.cancel()
+        ids = await stored_ids(NATS_URL, s.stream)
+        assert set(ids) == {m.msg_id for m in [*landed, *lost]}
+        assert max(ids.values()) == 1, f"duplicated: {[k for k, v in ids.items() if v > 1]}"
+        assert d.replayed == 10 and d.replayed_new == 5
