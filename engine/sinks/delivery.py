@@ -6,6 +6,12 @@
 when NATS does not acknowledge in time (or is not connected yet). Once anything waits in the
 outbox, new messages queue behind it, and :meth:`Delivery.replay` sends the outbox, oldest
 first, whenever JetStream takes messages again.
+
+:meth:`Delivery.send` returns only once every message is in JetStream or in the outbox: when
+the outbox cannot be written (full, disk full), it waits and tries again, so the drain holds
+back and the records stay in the ring. A segment replayed after JetStream's duplicate window
+may have passed is first checked against the streams (:meth:`Delivery.past_window`): only what
+they do not already hold is published.
 """
 
 from __future__ import annotations
