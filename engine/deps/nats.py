@@ -72,11 +72,16 @@ async def probe(settings: NatsSettings, timeout_s: float) -> None:
 
 
 async def connect(
-    settings: NatsSettings, *, attempts: int | None = None, closing: asyncio.Event | None = None
+    settings: NatsSettings,
+    *,
+    attempts: int | None = None,
+    closing: asyncio.Event | None = None,
+    reconnected: asyncio.Event | None = None,
 ) -> Any:
     """Connect with reconnects enabled; retry the first connect (``attempts`` None = forever).
 
-    ``closing`` set by the owner before it drains keeps the normal close out of the warnings.
+    ``closing`` set by the owner before it drains keeps the normal close out of the warnings;
+    ``reconnected`` is set after every reconnect (the server may have lost its streams).
     """
     closing = closing or asyncio.Event()
     seen: list[Exception] = []
@@ -91,6 +96,8 @@ async def connect(
 
     async def on_reconnect() -> None:
         log.info("nats_reconnected")
+        if reconnected is not None:
+            reconnected.set()
 
     async def attempt() -> Any:
         seen.clear()

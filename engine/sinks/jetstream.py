@@ -18,15 +18,19 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import nats.errors
 import nats.js.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from engine.config import NatsSettings
 from engine.deps.nats import close as close_nats
 from engine.deps.nats import connect as connect_nats
 from engine.deps.nats import ensure_stream
+from engine.deps.nats import translate as translate_nats
+from engine.errors import PublishError
 from engine.observe import metrics
 from engine.records import OutMessage
 from engine.retry import backoff_s
@@ -58,16 +62,23 @@ class JetStreamPublisher:
         self.closing = closing or asyncio.Event()
         self.rejections: dict[str, str] = {}  # msg id -> JetStream's error, until dead-lettered
         self._rand = rand
+        self.reconnected = asyncio.Event()
+        """Set by the connection after a reconnect: the server may have lost the streams."""
+        self.streams_ok = True
+        """No publish has found a stream missing (nor a reconnect happened) since they were
+        ensured (:meth:`connect` ensures them before handing the publisher out)."""
 
     @classmethod
     @asynccontextmanager
     async def connect(
         cls, settings: NatsSettings, *, attempts: int | None = None
     ) -> AsyncIterator[JetStreamPublisher]:
-        closing = asyncio.Event()
-        pub = cls(
-            settings, await connect_nats(settings, attempts=attempts, closing=closing), closing
+        closing, reconnected = asyncio.Event(), asyncio.Event()
+        nc = await connect_nats(
+            settings, attempts=attempts, closing=closing, reconnected=reconnected
         )
+        pub = cls(settings, nc, closing)
+        pub.reconnected = reconnected
         try:
             await pub.ensure_streams()
             yield pub
@@ -79,8 +90,71 @@ class JetStreamPublisher:
 
     async def ensure_streams(self) -> None:
         s = self.settings
+        self.reconnected.clear()
         for name, subject in ((s.stream, s.subject), (s.dlq_stream, s.dlq_subject)):
             await ensure_stream(self.js, name, subject, s)
+        self.streams_ok = True
+
+    async def _reensure_streams(self) -> None:
+        """After a reconnect, or once a publish found no stream: create the streams again (a
+        deleted stream, a server restarted with empty storage). A failure is logged; the
+        publish goes on (and fails, so its messages are outboxed) and the next one tries again."""
+        if self.reconnected.is_set():
+            self.streams_ok = False
+        if self.streams_ok or not self.nc.is_connected:
+            return
+        try:
+            with translate_nats("cannot ensure the streams"):
+                await self.ensure_streams()
+        except PublishError as exc:
+            log.warning(
+                "streams_ensure_failed", extra={"error_kind": "PublishError", "error": str(exc)}
+            )
+            return
+        log.info("streams_ensured", extra={"stream": self.settings.stream})
+
+    def _note(self, err: BaseException) -> None:
+        """A publish answered "no stream" (no responders): the streams must be ensured again."""
+        if isinstance(err, nats.js.errors.NoStreamResponseError | nats.errors.NoRespondersError):
+            if self.streams_ok:
+                log.warning("stream_missing", extra={"stream": self.settings.stream})
+            self.streams_ok = False
+
+    async def stored_ids(self, stream: str, since: float, *, batch: int = 1000) -> set[str]:
+        """The ``Nats-Msg-Id`` of every message ``stream`` stored from ``since`` (epoch seconds)
+        on, up to its last message now: headers only, through an ephemeral pull consumer."""
+        try:
+            info = await self.js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            return set()
+        last = info.state.last_seq
+        ids: set[str] = set()
+        if info.state.messages == 0:
+            return ids
+        cfg = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME,
+            opt_start_time=datetime.fromtimestamp(since, UTC),
+            ack_policy=AckPolicy.NONE,
+            headers_only=True,
+            inactive_threshold=60.0,
+        )
+        sub = await self.js.pull_subscribe("", stream=stream, config=cfg)
+        try:
+            if (await sub.consumer_info()).num_pending == 0:
+                return ids  # nothing stored from since on
+            while True:
+                try:
+                    got = await sub.fetch(batch, timeout=self.settings.ack_timeout_s)
+                except nats.errors.TimeoutError:
+                    return ids  # nothing (more) stored from since on
+                for m in got:
+                    if m.headers and (mid := m.headers.get("Nats-Msg-Id")):
+                        ids.add(mid)
+                    meta = m.metadata
+                    if meta.sequence.stream >= last or meta.num_pending == 0:
+                        return ids
+        finally:
+            await sub.unsubscribe()
 
     def subject_of(self, m: OutMessage) -> str:
         return subject_of(m, self.settings)
@@ -107,6 +181,7 @@ class JetStreamPublisher:
                     headers={"Nats-Msg-Id": m.msg_id},
                 )
             except nats.js.errors.APIError as err:
+                self._note(err)
                 if not permanent(err):
                     break
                 outcome[i] = Outcome.REJECTED
@@ -149,6 +224,8 @@ class JetStreamPublisher:
                 retry.append(i)
                 continue
             err = fut.exception()
+            if err is not None:
+                self._note(err)
             if err is None:
                 outcome[i] = Outcome.DUPLICATE if fut.result().duplicate else Outcome.PUBLISHED
             elif permanent(err):
@@ -169,6 +246,7 @@ class JetStreamPublisher:
         pending = list(range(len(msgs)))
         attempt = 0
         while pending:
+            await self._reensure_streams()
             futs = await self._send(msgs, pending)
             if futs:
                 wait = max(0.05, min(self.settings.ack_timeout_s, deadline - time.monotonic()))

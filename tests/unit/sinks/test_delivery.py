@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import msgspec
@@ -12,6 +13,7 @@ import pytest
 from engine.config import NatsSettings
 from engine.records import OutMessage
 from engine.sinks import delivery as delivery_mod
+from engine.sinks import outbox as outbox_mod
 from engine.sinks.delivery import Delivery
 from engine.sinks.jetstream import JetStreamPublisher
 from engine.sinks.outbox import Outbox
@@ -35,8 +37,8 @@ def make(tmp_path: Path, *, connected: bool = True) -> tuple[Delivery, FakeNats]
 
 async def replay_all(d: Delivery) -> None:
     assert d.jsp is not None
-    while (item := d.outbox.oldest()) is not None:
-        assert await d.replay_segment(d.jsp, *item)
+    while (item := await d.outbox.oldest()) is not None:
+        assert await d.replay_segment(d.jsp, item)
 
 
 class TestSend:
@@ -48,7 +50,7 @@ class TestSend:
     async def test_outboxed_until_connected_with_the_subject_fixed(self, tmp_path: Path) -> None:
         d, _ = make(tmp_path, connected=False)
         assert await d.send(quotes("A", 2)) == [Outcome.OUTBOXED] * 2
-        item = d.outbox.oldest()
+        item = await d.outbox.oldest()
         assert item is not None
         assert [m.subject for m in item[1]] == [SETTINGS.subject] * 2
         assert d.outbox_messages == 2 and d.wake.is_set()
@@ -124,9 +126,9 @@ class TestReplay:
         await d.send(quotes("A", 2))
         jsp = JetStreamPublisher(SETTINGS, nc, rand=lambda: 0.0)
         nc.js.down = True
-        item = d.outbox.oldest()
+        item = await d.outbox.oldest()
         assert item is not None
-        assert not await d.replay_segment(jsp, *item)
+        assert not await d.replay_segment(jsp, item)
         assert len(d.outbox) == 1 and d.replayed == 0
 
     async def test_replayed_duplicates_are_not_counted_as_new(self, tmp_path: Path) -> None:
@@ -151,3 +153,53 @@ class TestReplay:
                 await asyncio.sleep(0.01)
             task.cancel()
         assert nc.js.order == ["A0:100", "A1:100"]
+
+
+class TestOutboxUnwritable:
+    async def test_write_failure_holds_back_until_jetstream_takes_them(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """NATS down and the outbox unwritable (a fake filesystem layer: every write fails):
+        send waits (the records stay in the ring); when JetStream answers it publishes them."""
+        monkeypatch.setattr(delivery_mod, "OUTBOX_FULL_POLL_S", 0.01)
+        d, nc = make(tmp_path)
+        nc.js.down = True
+
+        def no_space(*args: object) -> int:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(outbox_mod.os, "write", no_space)
+        with caplog.at_level(logging.ERROR):
+            sending = asyncio.create_task(d.send(quotes("A", 2)))
+            await asyncio.sleep(0.3)
+        assert not sending.done() and len(d.outbox) == 0
+        assert caplog.messages.count("outbox_write_failed") == 1
+        nc.js.down = False
+        assert await asyncio.wait_for(sending, 2) == [Outcome.PUBLISHED] * 2
+        assert nc.js.order == ["A0:100", "A1:100"] and d.outbox_messages == 0
+
+
+class TestPastWindow:
+    def test_only_segments_the_window_may_have_forgotten_are_verified(self) -> None:
+        d = Delivery(NatsSettings(duplicate_window_s=120, ack_timeout_s=5), Outbox.__new__(Outbox))
+        now = time.time()
+        assert not d.past_window(now)
+        assert not d.past_window(now - 100)
+        assert d.past_window(now - 111)  # 111 + 5 (ack) + 5 (clock skew) > 120
+
+    async def test_old_segment_publishes_only_what_the_streams_lack(self, tmp_path: Path) -> None:
+        d, nc = make(tmp_path, connected=False)
+        assert d.outbox.append(quotes("A", 3), since=time.time() - 3600) is None
+        jsp = JetStreamPublisher(SETTINGS, nc, rand=lambda: 0.0)
+        reads: list[tuple[str, float]] = []
+
+        async def stored_ids(stream: str, since: float) -> set[str]:
+            reads.append((stream, since))
+            return {"A1:100"} if stream == SETTINGS.stream else set()
+
+        jsp.stored_ids = stored_ids  # type: ignore[assignment,method-assign]
+        d.connected(jsp)
+        await replay_all(d)
+        assert nc.js.order == ["A0:100", "A2:100"]
+        assert [s for s, _ in reads] == [SETTINGS.stream, SETTINGS.dlq_stream]
+        assert d.replayed == 3 and d.replayed_new == 2

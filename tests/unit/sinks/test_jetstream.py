@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import nats.errors
@@ -81,3 +82,54 @@ class TestHelpers:
         )
         assert len(describe(nats.js.errors.BadRequestError(description="x" * 500))) == 200
         assert describe(RuntimeError()) == "RuntimeError: RuntimeError"
+
+
+class TestStreamGone:
+    async def test_no_stream_answer_ensures_the_streams_again_and_publishes(self) -> None:
+        """A deleted stream answers "no stream" (no responders): the publisher creates the
+        streams again within the same publish instead of failing every message."""
+        nc = FakeNats()
+        jsp = publisher(nc)
+        ensured: list[bool] = []
+
+        async def no_stream(subject: str, payload: bytes, headers: dict[str, str]) -> object:
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_exception(nats.js.errors.NoStreamResponseError())
+            return fut
+
+        async def no_stream_sync(
+            subject: str,
+            payload: bytes,
+            timeout: float,  # noqa: ASYNC109
+            headers: dict[str, str],
+        ) -> object:
+            raise nats.js.errors.NoStreamResponseError()
+
+        async def ensure_streams() -> None:
+            ensured.append(True)
+            jsp.streams_ok = True
+            nc.js.publish_async, nc.js.publish = real  # type: ignore[method-assign]
+
+        real = nc.js.publish_async, nc.js.publish
+        nc.js.publish_async = no_stream  # type: ignore[method-assign]
+        nc.js.publish = no_stream_sync  # type: ignore[method-assign]
+        jsp.ensure_streams = ensure_streams  # type: ignore[method-assign]
+        out = await jsp.publish(quotes(2), deadline=time.monotonic() + 2)
+        assert out == [Outcome.PUBLISHED] * 2 and ensured == [True]
+
+    async def test_reconnect_makes_the_next_publish_ensure_the_streams(self) -> None:
+        nc = FakeNats()
+        jsp = publisher(nc)
+        ensured: list[bool] = []
+
+        async def ensure_streams() -> None:
+            ensured.append(True)
+            jsp.reconnected.clear()
+            jsp.streams_ok = True
+
+        jsp.ensure_streams = ensure_streams  # type: ignore[method-assign]
+        await jsp.publish(quotes(1), deadline=time.monotonic() + 1)
+        assert ensured == []  # nothing happened: no extra round trip
+        jsp.reconnected.set()
+        await jsp.publish(quotes(1, cycle=2), deadline=time.monotonic() + 1)
+        assert ensured == [True]
