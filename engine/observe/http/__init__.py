@@ -19,9 +19,10 @@ the supervisor implements; the server keeps no state of its own besides the read
     Redis (``PING``) answer within ``check_timeout_s`` each, and the Yahoo circuit breaker is not
     open; else 503. The JSON body has one entry per check: ``ok`` (with the latency),
     ``fail`` (with the exception's class name or ``timeout``: never a message, which could quote
-    a DSN), or ``skipped`` for a dependency disabled in the configuration. Each check opens a
-    short-lived connection of its own (the engine's pooled connections live in the publisher
-    process); concurrent probes share one run. The server also runs the checks every
+    a DSN), or ``skipped`` for a dependency disabled in the configuration. Each check keeps one
+    connection of its own open, reconnecting after a failure, closed on shutdown (the engine's
+    pooled connections live in the publisher process); concurrent probes share one run. The
+    server also runs the checks every
     ``probe_interval_s`` by itself, so ``ingestion_dependency_up`` stays current without an
     orchestrator probing. A dependency changing state is logged once.
 ``/status``

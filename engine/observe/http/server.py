@@ -161,7 +161,7 @@ class HttpServer(AsyncResource):
                     self._probe.cancel()
                 await tasks.__aexit__(None, None, None)
         finally:
-            await self._readiness.cancel()
+            await self._readiness.aclose()
             if self._runner is not None:
                 await self._runner.cleanup()
                 self._runner = None
