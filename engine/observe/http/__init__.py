@@ -13,7 +13,9 @@ the supervisor implements; the server keeps no state of its own besides the read
     rings). Reading the metric files runs in a thread so a scrape never stalls the supervisor's
     loop.
 ``/healthz``
-    200 while the process serves requests (liveness).
+    Liveness: 200 while no stage is stalled, 503 naming the stage (``scheduler``, ``fetch``,
+    ``publisher``) that has had work and made no progress for ``http.stall_after_s``
+    (:mod:`.liveness`; without a progress source: 200 while the process serves requests).
 ``/readyz``
     200 only if NATS (a round trip and JetStream's account info), PostgreSQL (``SELECT 1``) and
     Redis (``PING``) answer within ``check_timeout_s`` each, and the Yahoo circuit breaker is not
@@ -32,8 +34,8 @@ the supervisor implements; the server keeps no state of its own besides the read
     heatmap).
 
 Modules: :mod:`.server` (the aiohttp application and its lifecycle), :mod:`.readiness` (the
-checks and the background probe), :mod:`.status` (what the supervisor exposes, the status
-document) and :mod:`.page` (the HTML page).
+checks and the background probe), :mod:`.liveness` (the stall judge), :mod:`.status` (what the
+supervisor exposes, the status document) and :mod:`.page` (the HTML page).
 """
 
 from __future__ import annotations
