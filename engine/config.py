@@ -171,6 +171,8 @@ class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Port = 9108
+    stall_after_s: PositiveFloat = 60.0
+    """/healthz turns 503 when a stage with work makes no progress for this long."""
 
 
 class ValidationSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, Final, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -38,7 +37,7 @@ class Secret:
         return self._value
 
     def redacted(self) -> str:
-        """The value as a URL with any user/password replaced by ``***`` (for logs)."""
+        """The value with every credential replaced by ``***`` (:func:`redact_url`)."""
         return redact_url(self._value)
 
     def __repr__(self) -> str:
@@ -53,18 +52,30 @@ class Secret:
         return hash(self._value)
 
 
+SECRET_PARAMS: Final = (
+    "password", "passwd", "pwd", "sslpassword", "token", "auth_token", "access_token",
+    "secret", "api_key", "apikey", "sslkey_password",
+)  # fmt: skip
+"""Names of DSN query parameters and libpq keywords whose value is a secret."""
+
+_USERINFO: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^\s/?#]*@")
+_SECRET_PARAM: Final = re.compile(
+    r"(?i)(?<![A-Za-z0-9_])(" + "|".join(SECRET_PARAMS) + r")(\s*=\s*)"
+    r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,'\"]*)"
+)
+
+
 def redact_url(url: str) -> str:
-    """``scheme://user:pass@host/db`` -> ``scheme://***@host/db``; other strings unchanged."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, "", ""))
+    """THE redaction of credentials in a DSN, URL or any text quoting one: URL userinfo
+    (``scheme://user:pass@host`` -> ``scheme://***@host``), secret query parameters
+    (``?password=x&...`` -> ``?password=***&...``) and libpq keyword form
+    (``host=h password='x y'`` -> ``host=h password=***``). Everything else is kept.
+    Config (:meth:`Secret.redacted`, ``describe``), logs and error messages all use it."""
+    text = _USERINFO.sub(r"\1***@", url)
+    return _SECRET_PARAM.sub(r"\1=***", text)
+
+
+redact = redact_url
 
 
 class SettingError(ValueError):

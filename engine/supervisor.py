@@ -68,7 +68,7 @@ async def _http(config: Config, status: EngineStatus) -> AsyncIterator[None]:
     if not config.http.enabled:
         yield
         return
-    async with HttpServer.serve(config, status):
+    async with HttpServer.serve(config, status, progress=status.progress):
         yield
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal, TextIO
 
 import msgspec
 
-from engine.config import PostgresSettings
+from engine.config import PostgresSettings, redact_url
 from engine.deps import postgres as pg
 from engine.errors import StoreError
 from engine.sinks import partitions as parts
@@ -250,7 +250,8 @@ async def _chunks(conn: Any, table: str) -> list[PartitionInfo]:
 
 
 def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+    text = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+    return redact_url(text)
 
 
 def _parse_bound(bound: str) -> tuple[dt.datetime | None, dt.datetime | None]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from engine.configload import redact_url
 from engine.errors import IngestionError
 
 
 def describe(exc: BaseException) -> str:
-    """``Kind: message`` of a library error, bounded (libraries never put credentials there)."""
-    return f"{type(exc).__name__}: {str(exc)[:300]}"
+    """``Kind: message`` of a library error, bounded, credentials masked (a library may quote
+    the DSN it was given, e.g. asyncpg on a malformed one)."""
+    return f"{type(exc).__name__}: {redact_url(str(exc))[:300]}"
 
 
 @contextmanager

@@ -48,23 +48,7 @@ async def ping(nc: Any, timeout_s: float) -> None:
 
 async def probe(settings: NatsSettings, timeout_s: float) -> None:
     """Connect once (no reconnects), :func:`ping`, close: for health checks and pre-flight."""
-
-    async def quiet(exc: Exception) -> None:
-        return None
-
-    with translate(f"cannot connect to NATS at {settings.url.redacted()}"):
-        # nats-py loops on a refused first connect even without reconnects: bound it
-        nc = await asyncio.wait_for(
-            nats.connect(
-                servers=[settings.url.reveal()],
-                connect_timeout=timeout_s,
-                allow_reconnect=False,
-                max_reconnect_attempts=0,
-                error_cb=quiet,
-                name=f"ingestion-probe-{os.getpid()}",
-            ),
-            timeout=timeout_s,
-        )
+    nc = await probe_connection(settings, timeout_s)
     try:
         await ping(nc, timeout_s)
     finally:
@@ -203,3 +187,25 @@ async def connection(
         yield nc
     finally:
         await close(nc, closing)
+
+
+async def probe_connection(settings: NatsSettings, timeout_s: float) -> Any:
+    """A connection without reconnects (a lost server shows as ``is_connected`` False at once),
+    for probes: :func:`probe`, and the readiness check that keeps one open."""
+
+    async def quiet(exc: Exception) -> None:
+        return None
+
+    with translate(f"cannot connect to NATS at {settings.url.redacted()}"):
+        # nats-py loops on a refused first connect even without reconnects: bound it
+        return await asyncio.wait_for(
+            nats.connect(
+                servers=[settings.url.reveal()],
+                connect_timeout=timeout_s,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                error_cb=quiet,
+                name=f"ingestion-probe-{os.getpid()}",
+            ),
+            timeout=timeout_s,
+        )

@@ -24,8 +24,9 @@ the console shows ``time level event msg key=value ...``.
 
 Secrets never reach a log line: configuration values are logged only through
 ``config.describe`` and :class:`engine.config.Secret` renders as ``***``; as a last guard, the
-formatter masks the credentials of any ``scheme://user:password@host`` URL in every text it
-writes, and the value of any context key that names a secret (``password``, ``token``, ...).
+formatter masks every credential a DSN can carry (URL userinfo, ``?password=``, libpq
+``password=...``: :func:`engine.configload.redact_url`) in every text it writes, and the value
+of any context key that names a secret (``password``, ``token``, ...).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import time
 from typing import Any, Final
 
 import orjson
+
+from engine.configload import redact_url
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "log_context", default=None
@@ -53,7 +56,6 @@ UNSTRUCTURED_EVENT: Final = "log"
 """The event of a record that names none (third-party libraries)."""
 
 _EVENT_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
-_URL_CREDENTIALS: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^\s/@]+@")
 _SECRET_KEYS: Final = ("password", "passwd", "secret", "token", "api_key", "dsn")
 
 
@@ -68,8 +70,9 @@ def is_event_name(text: str) -> bool:
 
 
 def redact(text: str) -> str:
-    """``scheme://user:password@host`` -> ``scheme://***@host`` wherever it appears in ``text``."""
-    return _URL_CREDENTIALS.sub(r"\1***@", text)
+    """Every credential in ``text`` masked: URL userinfo, secret query parameters and libpq
+    keywords (``password=...``) - the one redaction, :func:`engine.configload.redact_url`."""
+    return redact_url(text)
 
 
 def _clean(key: str, value: Any) -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from engine.config import (
@@ -27,6 +28,7 @@ from engine.config import (
     RedisSettings,
     Secret,
 )
+from engine.deps import redis as redis_dep
 from engine.observe import metrics
 from engine.observe.http import HttpServer
 from testkit import free_port, wait_port
@@ -112,11 +114,22 @@ def services() -> Iterator[dict[str, Server]]:
         capture_output=True,
         **({"user": user} if user else {}),
     )
-    ports = {k: free_port() for k in ("nats", "redis", "postgres")}
+    ports = {k: free_port() for k in ("nats", "nats_monitor", "redis", "postgres")}
     servers = {
         "nats": Server(
             "nats",
-            [nats_bin, "-a", "127.0.0.1", "-p", str(ports["nats"]), "-js", "-sd", str(base / "js")],
+            [
+                nats_bin,
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(ports["nats"]),
+                "-js",
+                "-sd",
+                str(base / "js"),
+                "-m",
+                str(ports["nats_monitor"]),
+            ],
             ports["nats"],
             log=logs / "nats.log",
         ),
@@ -159,6 +172,7 @@ def services() -> Iterator[dict[str, Server]]:
             log=logs / "postgres.log",
         ),
     }
+    servers["nats"].monitor_port = ports["nats_monitor"]  # type: ignore[attr-defined]
     try:
         for s in servers.values():
             s.start()
@@ -215,4 +229,70 @@ async def test_readyz_follows_each_dependency(services: dict[str, Server]) -> No
     reg = metrics.registry()
     for name in services:
         assert reg.get_sample_value("ingestion_dependency_up", {"dependency": name}) == 1
+    metrics.reset()
+
+
+async def _opened_connections(services: dict[str, Server]) -> dict[str, Any]:
+    """Connections each private server has accepted so far (NATS: open and closed clients named
+    as the probe; Redis: total received), and the readiness backends PostgreSQL serves now."""
+    monitor = services["nats"].monitor_port  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{monitor}/connz?state=all&limit=1000"
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        connz = await r.json()
+    nats_opened = sum(1 for c in connz["connections"] if "probe" in (c.get("name") or ""))
+    redis_cli = redis_dep.client(
+        RedisSettings(url=Secret(f"redis://127.0.0.1:{services['redis'].port}/0"))
+    )
+    try:
+        info = await redis_cli.info("stats")
+    finally:
+        await redis_cli.aclose()
+    conn = await asyncpg.connect(
+        f"postgresql://postgres@127.0.0.1:{services['postgres'].port}/postgres"
+    )
+    try:
+        backends = await conn.fetch(
+            "SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = $1",
+            "ingestion-agent:readyz",
+        )
+    finally:
+        await conn.close()
+    return {
+        "nats": nats_opened,
+        "redis": int(info["total_connections_received"]),
+        "postgres": sorted((r["pid"], r["backend_start"]) for r in backends),
+    }
+
+
+@pytest.mark.timeout(60)
+async def test_readyz_reuses_its_connections(services: dict[str, Server]) -> None:
+    """20 calls of /readyz open O(1) connections: one kept per dependency, not one per call."""
+    metrics.reset()
+    ports = {k: s.port for k, s in services.items()}
+    config = Config(
+        http=HttpSettings(port=0),
+        nats=NatsSettings(url=Secret(f"nats://127.0.0.1:{ports['nats']}")),
+        postgres=PostgresSettings(
+            dsn=Secret(f"postgresql://postgres@127.0.0.1:{ports['postgres']}/postgres")
+        ),
+        redis=RedisSettings(url=Secret(f"redis://127.0.0.1:{ports['redis']}/0")),
+    )
+    async with HttpServer.serve(
+        config, FakeSource(cycles=1), check_timeout_s=2.0, probe_interval_s=None
+    ) as srv:
+        await wait_ready(srv.url, 200)
+        before = await _opened_connections(services)
+        for _ in range(20):
+            status, doc = await readyz(srv.url)
+            assert status == 200, doc
+        after = await _opened_connections(services)
+    assert after["nats"] - before["nats"] <= 1, (before, after)
+    # the counting itself opens one Redis connection per call
+    assert after["redis"] - before["redis"] <= 2, (before, after)
+    assert len(after["postgres"]) == 1 and after["postgres"] == before["postgres"], (before, after)
+    deadline = time.monotonic() + 5
+    while (await _opened_connections(services))["postgres"] and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)  # the backend exits just after the client closes
+    closed = await _opened_connections(services)
+    assert closed["postgres"] == [], "the probe connection is closed on shutdown"
     metrics.reset()

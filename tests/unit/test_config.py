@@ -116,3 +116,53 @@ class TestSecrets:
     def test_env_name(self) -> None:
         """Keys map to their environment variable names."""
         assert env_name("scheduler.interval_s") == "INGEST_SCHEDULER__INTERVAL_S"
+
+
+PASSWORD = "Sup3rS3cret"
+DSN_FORMS = {
+    "url_userinfo": f"postgresql://ingest:{PASSWORD}@db.internal:5432/quotes",
+    "url_query": f"postgresql://db.internal:5432/quotes?user=ingest&password={PASSWORD}",
+    "url_query_first": f"postgresql://db.internal/quotes?password={PASSWORD}&sslmode=require",
+    "url_sslpassword": f"postgresql://db.internal/quotes?sslpassword={PASSWORD}",
+    "url_passwd": f"postgresql://db.internal/quotes?passwd={PASSWORD}",
+    "url_token": f"nats://127.0.0.1:4222?token={PASSWORD}",
+    "url_both": f"redis://u:{PASSWORD}@h:6379/0?password={PASSWORD}",
+    "keyword": f"host=db.internal port=5432 user=ingest password={PASSWORD} dbname=quotes",
+    "keyword_spaced": f"host=db.internal password = {PASSWORD} dbname=quotes",
+    "keyword_quoted": f"host=db.internal password='{PASSWORD} x' dbname=quotes",
+    "userinfo_with_at": f"postgresql://ingest:{PASSWORD}@x@db.internal/quotes",
+}
+
+
+class TestRedaction:
+    """One redaction for every DSN form: URL userinfo, query parameters, libpq keywords."""
+
+    @pytest.mark.parametrize("form", sorted(DSN_FORMS))
+    def test_password_never_shown(self, form: str) -> None:
+        dsn = DSN_FORMS[form]
+        for shown in (redact_url(dsn), Secret(dsn).redacted(), redact_url(f"at {dsn}: boom")):
+            assert PASSWORD not in shown, shown
+            assert "***" in shown
+
+    @pytest.mark.parametrize("form", sorted(DSN_FORMS))
+    def test_config_show_hides_password(self, form: str) -> None:
+        c = load_config(
+            None,
+            {
+                "INGEST_POSTGRES__DSN": DSN_FORMS[form],
+                "INGEST_NATS__URL": DSN_FORMS[form],
+                "INGEST_REDIS__URL": DSN_FORMS[form],
+            },
+        )
+        assert PASSWORD not in str(describe(c))
+
+    def test_keeps_what_is_not_secret(self) -> None:
+        assert redact_url("host=db port=5432 dbname=q") == "host=db port=5432 dbname=q"
+        assert (
+            redact_url("postgresql://db/q?sslmode=require") == "postgresql://db/q?sslmode=require"
+        )
+        kw = redact_url(f"host=db password={PASSWORD} dbname=q")
+        assert kw == "host=db password=*** dbname=q"
+        assert redact_url(f"postgresql://db/q?password={PASSWORD}&sslmode=require") == (
+            "postgresql://db/q?password=***&sslmode=require"
+        )

@@ -321,12 +321,21 @@ class TestCompose:
             "${INGEST_YAHOO__BASE_URL:-}"
         )
 
+    def test_every_published_port_binds_loopback_by_default(self) -> None:
+        """No port (the engine's unauthenticated metrics/health one included) is published on
+        all interfaces unless the operator asks for it (``ENGINE_HTTP_BIND``)."""
+        for name, svc in compose()["services"].items():
+            for mapping in svc.get("ports", []):
+                assert _default_host(str(mapping)).startswith("127.0.0.1:"), (name, mapping)
+
     def test_ports_agree_with_config_defaults(self) -> None:
         services = compose()["services"]
         env = service_env("engine")
         cfg = load_config(ROOT / "config.toml", env)
         assert cfg.http.port == HttpSettings().port
-        assert f"{cfg.http.port}:{cfg.http.port}" in services["engine"]["ports"]
+        assert [_default_host(p) for p in services["engine"]["ports"]] == [
+            f"127.0.0.1:{cfg.http.port}:{cfg.http.port}"
+        ]
         assert cfg.http.host == "0.0.0.0"
 
         def port(url: str) -> int:
@@ -462,3 +471,8 @@ class TestDocs:
         for needle in ("--shm-size", "shm_size", "ingestion-agent.service", "bench/resources.py",
                        "estimate", "SIGHUP", "SIGTERM"):  # fmt: skip
             assert needle in text, needle
+
+
+def _default_host(mapping: str) -> str:
+    """A compose port mapping with ``${VAR:-default}`` replaced by its default."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", mapping)

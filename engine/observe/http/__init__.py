@@ -13,15 +13,18 @@ the supervisor implements; the server keeps no state of its own besides the read
     rings). Reading the metric files runs in a thread so a scrape never stalls the supervisor's
     loop.
 ``/healthz``
-    200 while the process serves requests (liveness).
+    Liveness: 200 while no stage is stalled, 503 naming the stage (``scheduler``, ``fetch``,
+    ``publisher``) that has had work and made no progress for ``http.stall_after_s``
+    (:mod:`.liveness`; without a progress source: 200 while the process serves requests).
 ``/readyz``
     200 only if NATS (a round trip and JetStream's account info), PostgreSQL (``SELECT 1``) and
     Redis (``PING``) answer within ``check_timeout_s`` each, and the Yahoo circuit breaker is not
     open; else 503. The JSON body has one entry per check: ``ok`` (with the latency),
     ``fail`` (with the exception's class name or ``timeout``: never a message, which could quote
-    a DSN), or ``skipped`` for a dependency disabled in the configuration. Each check opens a
-    short-lived connection of its own (the engine's pooled connections live in the publisher
-    process); concurrent probes share one run. The server also runs the checks every
+    a DSN), or ``skipped`` for a dependency disabled in the configuration. Each check keeps one
+    connection of its own open, reconnecting after a failure, closed on shutdown (the engine's
+    pooled connections live in the publisher process); concurrent probes share one run. The
+    server also runs the checks every
     ``probe_interval_s`` by itself, so ``ingestion_dependency_up`` stays current without an
     orchestrator probing. A dependency changing state is logged once.
 ``/status``
@@ -31,8 +34,8 @@ the supervisor implements; the server keeps no state of its own besides the read
     heatmap).
 
 Modules: :mod:`.server` (the aiohttp application and its lifecycle), :mod:`.readiness` (the
-checks and the background probe), :mod:`.status` (what the supervisor exposes, the status
-document) and :mod:`.page` (the HTML page).
+checks and the background probe), :mod:`.liveness` (the stall judge), :mod:`.status` (what the
+supervisor exposes, the status document) and :mod:`.page` (the HTML page).
 """
 
 from __future__ import annotations

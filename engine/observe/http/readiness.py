@@ -4,9 +4,11 @@
 (``SELECT 1``) and Redis (``PING``) answer within ``check_timeout_s`` each, and the Yahoo
 circuit breaker is not open. Each result is ``ok`` (with the latency), ``fail`` (with the
 exception's class name or ``timeout``: never a message, which could quote a DSN), or
-``skipped`` for a dependency disabled in the configuration. Each check opens a short-lived
-connection of its own through :mod:`engine.deps` (the engine's pooled connections live in the
-publisher process). Concurrent callers share one run; the server also runs the checks every
+``skipped`` for a dependency disabled in the configuration. Each check keeps one connection of
+its own open (:class:`KeptConnection`, made through :mod:`engine.deps`; the engine's pooled
+connections live in the publisher process): a call costs a round trip, not a connection; a
+failed connection is dropped and the next check opens a new one; all are closed on shutdown.
+Concurrent callers share one run; the server also runs the checks every
 ``probe_interval_s`` by itself (:meth:`Readiness.probe_forever`), so ``ingestion_dependency_up``
 stays current without an orchestrator probing. A dependency changing state is logged once.
 """
@@ -19,7 +21,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Generic, Literal, NamedTuple, TypeVar
+
+import redis.asyncio as aioredis
 
 from engine.config import Config, NatsSettings, PostgresSettings, RedisSettings
 from engine.deps import nats as nats_dep
@@ -80,41 +84,111 @@ def breaker_result(state: BreakerState) -> CheckResult:
     return CheckResult(status, detail=metrics.breaker_name(state))
 
 
-def nats_check(settings: NatsSettings) -> Check:
-    """Connect (no reconnects), one round trip, JetStream account info, close."""
-
-    async def check(timeout_s: float) -> None:
-        await nats_dep.probe(settings, timeout_s)
-
-    return check
+C = TypeVar("C")
 
 
-def postgres_check(settings: PostgresSettings) -> Check:
-    """Connect, ``SELECT 1``, close."""
+class KeptConnection(Generic[C]):
+    """A check on one connection kept open between checks: opened on first use, checked
+    (``is_live`` and ``ping``) on every call, dropped on any failure so the next call opens a new
+    one, closed by :meth:`aclose`. ``/readyz`` thus costs a round trip, not a connection."""
 
-    async def check(timeout_s: float) -> None:
-        conn = await asyncio.wait_for(
-            postgres_dep.connect(settings, purpose="readyz"), timeout=timeout_s
-        )
+    def __init__(
+        self,
+        name: str,
+        open_: Callable[[float], Awaitable[C]],
+        ping: Callable[[C, float], Awaitable[None]],
+        close: Callable[[C], Awaitable[None]],
+        is_live: Callable[[C], bool] = lambda _c: True,
+    ) -> None:
+        self.name = name
+        self._open = open_
+        self._ping = ping
+        self._close = close
+        self._is_live = is_live
+        self._conn: C | None = None
+        self._dropped: list[C] = []
+        self.opened = 0
+        """Connections opened so far (one unless the dependency failed)."""
+
+    async def __call__(self, timeout_s: float) -> None:
+        if self._conn is not None and not self._is_live(self._conn):
+            self._drop()
+        await self._close_dropped()
+        conn = self._conn
+        if conn is None:
+            conn = await asyncio.wait_for(self._open(timeout_s), timeout_s)
+            self.opened += 1
+            self._conn = conn
         try:
-            await postgres_dep.ping(conn, timeout_s)
-        finally:
-            await conn.close(timeout=timeout_s)
+            await self._ping(conn, timeout_s)
+        except BaseException:  # timeout, cancellation, a broken connection: open anew next time
+            self._drop()
+            raise
 
-    return check
+    def _drop(self) -> None:
+        """Forget the connection; it is closed before the next use (never here: this may run
+        in a cancelled task)."""
+        if self._conn is not None:
+            self._dropped.append(self._conn)
+            self._conn = None
+
+    async def _close_dropped(self) -> None:
+        dropped, self._dropped = self._dropped, []
+        for conn in dropped:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._close(conn), CHECK_TIMEOUT_S)
+
+    async def aclose(self) -> None:
+        """Close the kept connection (idempotent)."""
+        self._drop()
+        await self._close_dropped()
 
 
-def redis_check(settings: RedisSettings) -> Check:
-    """Connect, ``PING``, close."""
+def nats_check(settings: NatsSettings) -> KeptConnection[Any]:
+    """One connection without reconnects, kept; each check: a round trip and JetStream's
+    account info."""
 
-    async def check(timeout_s: float) -> None:
-        client = redis_dep.client(settings, timeout_s=timeout_s)
-        try:
-            await redis_dep.ping(client)
-        finally:
-            await client.aclose()
+    async def close(nc: Any) -> None:
+        await nc.close()
 
-    return check
+    return KeptConnection(
+        "nats",
+        lambda t: nats_dep.probe_connection(settings, t),
+        nats_dep.ping,
+        close,
+        is_live=lambda nc: bool(nc.is_connected),
+    )
+
+
+def postgres_check(settings: PostgresSettings) -> KeptConnection[Any]:
+    """One connection (``application_name`` ingestion-agent:readyz), kept; each check:
+    ``SELECT 1``."""
+
+    async def close(conn: Any) -> None:
+        await conn.close(timeout=CHECK_TIMEOUT_S)
+
+    return KeptConnection(
+        "postgres",
+        lambda _t: postgres_dep.connect(settings, purpose="readyz"),
+        postgres_dep.ping,
+        close,
+        is_live=lambda conn: not conn.is_closed(),
+    )
+
+
+def redis_check(settings: RedisSettings) -> KeptConnection[aioredis.Redis]:
+    """One client (its connection reused), kept; each check: ``PING``."""
+
+    async def open_(timeout_s: float) -> aioredis.Redis:
+        return redis_dep.client(settings, timeout_s=timeout_s)
+
+    async def ping(client: aioredis.Redis, _timeout_s: float) -> None:
+        await redis_dep.ping(client)
+
+    async def close(client: aioredis.Redis) -> None:
+        await client.aclose()
+
+    return KeptConnection("redis", open_, ping, close)
 
 
 def default_checks(config: Config) -> dict[str, Check | None]:
@@ -176,6 +250,15 @@ class Readiness:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    async def aclose(self) -> None:
+        """Cancel a run in progress and close the connections the checks keep (shutdown)."""
+        await self.cancel()
+        for check in self.checks.values():
+            closer = getattr(check, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
 
     async def _check_all(self) -> ReadinessReport:
         names = list(self.checks)

@@ -23,6 +23,7 @@ from engine import __version__
 from engine.config import Config
 from engine.errors import ConfigError
 from engine.observe import metrics as m
+from engine.observe.http.liveness import LivenessMonitor, LivenessReport, Progress
 from engine.observe.http.page import render_status
 from engine.observe.http.readiness import (
     CHECK_TIMEOUT_S,
@@ -38,6 +39,8 @@ from engine.runtime.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
+STALL_AFTER_S: Final = 60.0
+"""``http.stall_after_s`` default, for servers built without a configuration."""
 LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 
 _SECURITY_HEADERS: Final = {
@@ -60,6 +63,9 @@ class HttpServer(AsyncResource):
         check_timeout_s: float = CHECK_TIMEOUT_S,
         probe_interval_s: float | None = PROBE_INTERVAL_S,
         clock: Callable[[], float] = time.time,
+        progress: Callable[[], Progress] | None = None,
+        stall_after_s: float = STALL_AFTER_S,
+        interval_s: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -70,8 +76,11 @@ class HttpServer(AsyncResource):
         self.started_at = clock()
         self._runner: web.AppRunner | None = None
         self._tasks: TaskSupervisor | None = None
-        self._probe: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         self._closed = False
+        self._progress = progress
+        self._liveness = LivenessMonitor(stall_after_s, interval_s, time.monotonic)
+        self.liveness_interval_s = min(1.0, stall_after_s / 4)
         self._collector = m.QualityCollector(source.quality)
 
     @classmethod
@@ -84,8 +93,11 @@ class HttpServer(AsyncResource):
         checks: Mapping[str, Check | None] | None = None,
         check_timeout_s: float = CHECK_TIMEOUT_S,
         probe_interval_s: float | None = PROBE_INTERVAL_S,
+        progress: Callable[[], Progress] | None = None,
     ) -> AsyncIterator[HttpServer]:
-        """Listen on ``http.host``:``http.port`` (port 0 picks a free one: see :attr:`url`)."""
+        """Listen on ``http.host``:``http.port`` (port 0 picks a free one: see :attr:`url`);
+        ``progress`` reads the engine's progress markers for ``/healthz`` (None: liveness is
+        only "the process serves requests")."""
         server = cls(
             config.http.host,
             config.http.port,
@@ -93,6 +105,9 @@ class HttpServer(AsyncResource):
             default_checks(config) if checks is None else checks,
             check_timeout_s=check_timeout_s,
             probe_interval_s=probe_interval_s,
+            progress=progress,
+            stall_after_s=config.http.stall_after_s,
+            interval_s=config.scheduler.interval_s,
         )
         async with server:
             yield server
@@ -142,12 +157,15 @@ class HttpServer(AsyncResource):
         if self.host not in LOOPBACK:
             log.warning("http_not_loopback", extra={"host": self.host, "port": self.port})
         log.info("http_listening", extra={"host": self.host, "port": self.port})
+        jobs = []
         if self.probe_interval_s is not None and self.checks:
+            jobs.append(("readiness-probe", self._readiness.probe_forever(self.probe_interval_s)))
+        if self._progress is not None:
+            jobs.append(("liveness-watch", self._watch_liveness()))
+        if jobs:
             self._tasks = TaskSupervisor("http")
             await self._tasks.__aenter__()
-            self._probe = self._tasks.spawn(
-                "readiness-probe", self._readiness.probe_forever(self.probe_interval_s)
-            )
+            self._background = [self._tasks.spawn(name, job) for name, job in jobs]
 
     async def aclose(self) -> None:
         """Stop the probe and the listener (idempotent)."""
@@ -157,11 +175,11 @@ class HttpServer(AsyncResource):
         tasks, self._tasks = self._tasks, None
         try:
             if tasks is not None:
-                if self._probe is not None:
-                    self._probe.cancel()
+                for task in self._background:
+                    task.cancel()
                 await tasks.__aexit__(None, None, None)
         finally:
-            await self._readiness.cancel()
+            await self._readiness.aclose()
             if self._runner is not None:
                 await self._runner.cleanup()
                 self._runner = None
@@ -172,12 +190,17 @@ class HttpServer(AsyncResource):
         raise web.HTTPFound("/status")
 
     async def handle_healthz(self, request: web.Request) -> web.Response:
-        body = {
-            "status": "ok",
-            "pid": os.getpid(),
-            "uptime_s": round(self._clock() - self.started_at, 3),
-        }
-        return web.json_response(body, dumps=_dumps, headers=_SECURITY_HEADERS)
+        body: dict[str, Any] = {"status": "ok"}
+        alive = True
+        report = self.liveness()
+        if report is not None:
+            body = report.doc()
+            alive = report.alive
+        body["pid"] = os.getpid()
+        body["uptime_s"] = round(self._clock() - self.started_at, 3)
+        return web.json_response(
+            body, status=200 if alive else 503, dumps=_dumps, headers=_SECURITY_HEADERS
+        )
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
         try:
@@ -220,6 +243,19 @@ class HttpServer(AsyncResource):
             rate=self.source.rate_limit(),
             quality=self.source.quality(),
         )
+
+    def liveness(self) -> LivenessReport | None:
+        """A fresh liveness reading (None without a progress source)."""
+        if self._progress is None:
+            return None
+        return self._liveness.observe(self._progress())
+
+    async def _watch_liveness(self) -> None:
+        """Read the progress markers every ``liveness_interval_s``: the stall clocks, gauges and
+        logs stay current whether or not anything polls ``/healthz``."""
+        while True:
+            self.liveness()
+            await asyncio.sleep(self.liveness_interval_s)
 
     async def readiness(self) -> ReadinessReport:
         """Run every check (one run at a time: concurrent probes share it)."""

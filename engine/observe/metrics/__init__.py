@@ -49,6 +49,7 @@ from engine.observe.metrics.health import (
     record_task_failure,
     set_build_info,
     set_dependency_up,
+    set_stage_liveness,
 )
 from engine.observe.metrics.multiprocess import (
     ENV_DIR,
@@ -113,6 +114,7 @@ __all__ = [
     "set_outbox_depth",
     "set_rate_limit",
     "set_ring_occupancy",
+    "set_stage_liveness",
     "setup_multiprocess",
     "teardown_multiprocess",
 ]

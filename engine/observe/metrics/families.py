@@ -290,3 +290,16 @@ class Families:
             " within validation.dlq_dedupe_s.",
             ("reason",),
         )
+        # -- liveness (supervisor: engine.observe.http.liveness) -------------------------------
+        self.stage_stalled = gauge(
+            "stage_stalled",
+            "1 while a stage has work and made no progress for its threshold (/healthz 503).",
+            "livemostrecent",
+            ("stage",),
+        )
+        self.stage_progress_age = gauge(
+            "stage_progress_age_seconds",
+            "Seconds since a stage last made progress while it had work (0 when idle).",
+            "livemostrecent",
+            ("stage",),
+        )

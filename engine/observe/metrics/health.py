@@ -32,3 +32,10 @@ def record_task_failure(task: str) -> None:
 def set_dependency_up(dependency: str, up: bool) -> None:
     """HTTP server (supervisor), after each readiness check of a dependency."""
     _m().dependency_up.labels(dependency=dependency).set(1 if up else 0)
+
+
+def set_stage_liveness(stage: str, stalled: bool, since_progress_s: float) -> None:
+    """HTTP server (supervisor), after each liveness reading of a stage."""
+    m = _m()
+    m.stage_stalled.labels(stage=stage).set(1 if stalled else 0)
+    m.stage_progress_age.labels(stage=stage).set(since_progress_s)

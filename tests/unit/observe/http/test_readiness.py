@@ -100,3 +100,43 @@ async def test_cancel_stops_a_run_in_progress() -> None:
     with pytest.raises(asyncio.CancelledError):
         await caller
     await r.cancel()  # idempotent
+
+
+class TestKeptConnection:
+    """One connection kept between checks; a failure drops it, the next check opens anew."""
+
+    async def test_reuses_reconnects_and_closes(self) -> None:
+        from engine.observe.http.readiness import KeptConnection
+
+        opened: list[dict[str, bool]] = []
+        closed: list[dict[str, bool]] = []
+        fail = [False]
+
+        async def open_(_t: float) -> dict[str, bool]:
+            conn = {"live": True}
+            opened.append(conn)
+            return conn
+
+        async def ping(conn: dict[str, bool], _t: float) -> None:
+            if fail[0]:
+                raise OSError("gone")
+
+        async def close(conn: dict[str, bool]) -> None:
+            closed.append(conn)
+
+        check = KeptConnection("x", open_, ping, close, is_live=lambda c: c["live"])
+        for _ in range(5):
+            await check(1.0)
+        assert len(opened) == 1 and check.opened == 1
+        fail[0] = True
+        with pytest.raises(OSError):
+            await check(1.0)
+        fail[0] = False
+        await check(1.0)
+        assert len(opened) == 2 and closed == [opened[0]]
+        opened[1]["live"] = False  # the library saw the server go
+        await check(1.0)
+        assert len(opened) == 3 and closed == opened[:2]
+        await check.aclose()
+        await check.aclose()
+        assert closed == opened
