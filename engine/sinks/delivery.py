@@ -17,6 +17,7 @@ they do not already hold is published.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -55,6 +56,8 @@ class Delivery:
         """Set once NATS is connected and the streams exist; until then everything is outboxed."""
         self.wake = asyncio.Event()
         """Set when the outbox may have work for the replayer."""
+        self.ready = asyncio.Event()
+        """Set once JetStream is connected for the first time."""
         self.replayed = 0
         self.replayed_new = 0  # quotes JetStream did not have yet (the rest were deduplicated)
         self.outbox_messages = 0
@@ -68,6 +71,7 @@ class Delivery:
     def connected(self, jsp: JetStreamPublisher) -> None:
         """JetStream answers: publish directly (once the outbox is empty) and replay."""
         self.jsp = jsp
+        self.ready.set()
         self.wake.set()
 
     async def send(self, msgs: list[OutMessage]) -> list[Outcome]:
@@ -79,6 +83,11 @@ class Delivery:
         outcome = [Outcome.FAILED] * len(msgs)
         since = time.time()  # from now on any of them may reach JetStream
         todo = list(range(len(msgs)))
+        if not self.ready.is_set() and not len(self.outbox):
+            # start-up: the rings may be drained before the first connection is up; wait for it
+            # as long as an unacknowledged publish would before outboxing
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ready.wait(), self.settings.outbox_after_s)
         while todo:
             await self._wait_for_room()
             jsp = self.jsp

@@ -55,6 +55,17 @@ class TestSend:
         assert [m.subject for m in item[1]] == [SETTINGS.subject] * 2
         assert d.outbox_messages == 2 and d.wake.is_set()
 
+    async def test_messages_drained_before_nats_connects_wait_for_it(self, tmp_path: Path) -> None:
+        """At start the rings may be drained before the connection is up: the first batch waits
+        up to nats.outbox_after_s for it instead of going to the outbox at once."""
+        d, nc = make(tmp_path, connected=False)
+        sending = asyncio.create_task(d.send(quotes("A", 2)))
+        await asyncio.sleep(SETTINGS.outbox_after_s / 4)
+        assert not sending.done()
+        d.connected(JetStreamPublisher(SETTINGS, nc, rand=lambda: 0.0))
+        assert await asyncio.wait_for(sending, 1) == [Outcome.PUBLISHED] * 2
+        assert len(d.outbox) == 0 and nc.js.order == ["A0:100", "A1:100"]
+
     async def test_unacknowledged_messages_go_to_the_outbox(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
