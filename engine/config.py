@@ -38,6 +38,8 @@ Subject = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-
 StreamName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 KeyPrefix = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_:\-]{1,64}$")]
 TableName = Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_]{0,32}$")]
+FETCH_BOUND_MIN_S: Final = 30.0
+"""The default fetch-phase bound (``scheduler.fetch_timeout_s = 0``) is never shorter."""
 _HHMM: Final = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
@@ -107,11 +109,12 @@ class SchedulerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     timeout of the container (``stop_grace_period``) or unit (``TimeoutStopSec``)."""
     fetch_timeout_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
     """Longest fetch phase of one cycle; symbols not fetched by then count as failed
-    (``FetchTimeout``) and go first next cycle. 0: twice ``interval_s``."""
+    (``FetchTimeout``) and go first next cycle. 0: twice ``interval_s``, at least
+    :data:`FETCH_BOUND_MIN_S` (a slow but working cycle over a large universe is not cut)."""
 
     def fetch_bound_s(self) -> float:
         """The fetch phase's bound in seconds (``fetch_timeout_s``, or twice the interval)."""
-        return self.fetch_timeout_s or 2 * self.interval_s
+        return self.fetch_timeout_s or max(2 * self.interval_s, FETCH_BOUND_MIN_S)
 
 
 class WorkersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

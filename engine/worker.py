@@ -7,7 +7,7 @@ source hands what it got to the *sink* (:class:`engine.runtime.ring_sink.RingSin
 validates each quote, drops quotes identical to the last one written for that symbol, and
 appends the rest (plus rejections, bound for the dead-letter queue) to the ring.
 
-A fetch phase is bounded (``scheduler.fetch_timeout_s``, by default twice the interval): a
+A fetch phase is bounded (``scheduler.fetch_timeout_s``; by default twice the interval): a
 stalling Yahoo cannot hold a cycle - and so every later one - open. What it did not fetch by
 then counts as failed (``FetchTimeout``) and goes first next cycle.
 """
@@ -25,7 +25,7 @@ from typing import Final
 
 from engine.config import Config
 from engine.errors import RingError, UpstreamError
-from engine.observe import logs
+from engine.observe import logs, metrics
 from engine.ringbuf import LastSeenTable, Ring
 from engine.runtime import ipc
 from engine.runtime.child import ConnReader, child_init, run_loop
@@ -45,10 +45,10 @@ FETCH_TIMEOUT: Final = "FetchTimeout"
 
 def cut_short(
     source: YahooPollSource, symbols: Sequence[str], started: float, counts: FetchCounts
-) -> None:
+) -> int:
     """The fetch phase begun at ``started`` (the source's clock) ran out of time: every symbol
     it did not fetch counts as failed (those already counted are not counted twice) and goes
-    first next cycle."""
+    first next cycle. Returns how many the timeout failed."""
     last = source.last_fetched
     unfetched = [s for s in symbols if last.get(s, -math.inf) < started]
     timed_out = len(unfetched) - counts.failed  # those a failed batch counted are among them
@@ -56,6 +56,7 @@ def cut_short(
         counts.failed += timed_out
         counts.error(FETCH_TIMEOUT)
     source.failed.update(unfetched)
+    return max(0, timed_out)
 
 
 class Worker:
@@ -119,7 +120,9 @@ class Worker:
             poll = source.poll(self.symbols, Poll(self.sink, msg.cycle, counts, msg.spread_s))
             await asyncio.wait_for(poll, timeout=bound)
         except TimeoutError:
-            cut_short(source, self.symbols, started, counts)
+            timed_out = cut_short(source, self.symbols, started, counts)
+            if timed_out:  # the requests it cancelled, as one failed request of its own kind
+                metrics.record_batch(timed_out, bound, FETCH_TIMEOUT)
             log.warning(
                 "fetch_timed_out",
                 extra={"cycle": msg.cycle, "timeout_s": bound, "failed": counts.failed},

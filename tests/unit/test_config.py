@@ -122,7 +122,8 @@ class TestLifecycleSettings:
     def test_fetch_bound_defaults_to_twice_the_interval(self) -> None:
         from engine.config import SchedulerSettings
 
-        assert SchedulerSettings(interval_s=10.0).fetch_bound_s() == 20.0
+        assert SchedulerSettings(interval_s=20.0).fetch_bound_s() == 40.0
+        assert SchedulerSettings(interval_s=1.0).fetch_bound_s() == 30.0  # the floor
         assert SchedulerSettings(interval_s=10.0, fetch_timeout_s=7.5).fetch_bound_s() == 7.5
 
     def test_shutdown_deadline_is_below_the_stop_timeouts(self) -> None:

@@ -124,7 +124,7 @@ async def test_a_fetch_phase_cut_short_counts_the_unfetched_as_failed_and_puts_t
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(src.poll(SYMS[:10], Poll(Sink(), 1, counts)), timeout=0.2)
     assert counts.failed == 1  # S00 failed for good (its batch split); S06/S07 hang
-    cut_short(src, SYMS[:10], started, counts)
+    assert cut_short(src, SYMS[:10], started, counts) == 2
     assert counts.requested == 10
     assert counts.failed == 3 and counts.errors[FETCH_TIMEOUT] == 1
     assert src.order(SYMS[:10])[:3] == ["S00", "S06", "S07"]
