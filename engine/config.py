@@ -28,6 +28,7 @@ from engine.configload import SettingError, build, env_overrides
 from engine.configload import env_name as env_name
 from engine.configload import redact_url as redact_url
 from engine.errors import ConfigError
+from engine.retry import RETRY_AFTER_CAP_S
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
@@ -37,6 +38,8 @@ Subject = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-
 StreamName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 KeyPrefix = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_:\-]{1,64}$")]
 TableName = Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_]{0,32}$")]
+FETCH_BOUND_MIN_S: Final = 30.0
+"""The default fetch-phase bound (``scheduler.fetch_timeout_s = 0``) is never shorter."""
 _HHMM: Final = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
@@ -66,6 +69,9 @@ class YahooSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     breaker_min_calls: Annotated[int, msgspec.Meta(ge=1)] = 20
     breaker_window_s: PositiveFloat = 60.0
     breaker_cooldown_s: PositiveFloat = 5.0
+    retry_after_max_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = RETRY_AFTER_CAP_S
+    """Longest Retry-After honoured (the rate limiter's pause, a retry's wait): a server asking
+    for more is waited on for this long."""
 
     def __post_init__(self) -> None:
         if self.base_url:
@@ -98,6 +104,17 @@ class SchedulerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     spread: bool = False
     """Spread a cycle's batches evenly over the interval (true) or send them at once (false)."""
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 20.0
+    """TOTAL seconds from SIGTERM to exit: the workers finish the cycle in flight, then the
+    publisher drains the rings; a child still running then is killed. Keep it below the stop
+    timeout of the container (``stop_grace_period``) or unit (``TimeoutStopSec``)."""
+    fetch_timeout_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
+    """Longest fetch phase of one cycle; symbols not fetched by then count as failed
+    (``FetchTimeout``) and go first next cycle. 0: twice ``interval_s``, at least
+    :data:`FETCH_BOUND_MIN_S` (a slow but working cycle over a large universe is not cut)."""
+
+    def fetch_bound_s(self) -> float:
+        """The fetch phase's bound in seconds (``fetch_timeout_s``, or twice the interval)."""
+        return self.fetch_timeout_s or max(2 * self.interval_s, FETCH_BOUND_MIN_S)
 
 
 class WorkersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -19,11 +19,13 @@ tails pass them. Cycles never overlap (fetch phases are serialised; an overrun i
 counted, the missed ticks are skipped and the next cycle starts at once - behind schedule, the
 rate budget is better spent than left idle until the next tick).
 
-Signals: SIGTERM/SIGINT stop scheduling, let the workers finish the cycle in flight (up to
-``scheduler.shutdown_grace_s``), then let the publisher drain every ring before exit - nothing
-fetched is dropped. SIGHUP reloads the symbols file and re-shards between two cycles; a bad file
-is rejected with a logged error and the old universe kept. A child that dies is restarted (with
-backoff); the shared memory outlives it, so a restarted publisher drains what the ring still holds.
+Signals: SIGTERM/SIGINT stop scheduling, let the workers finish the cycle in flight, then let the
+publisher drain every ring (into JetStream or its outbox) - all within one deadline,
+``scheduler.shutdown_grace_s`` in total (:mod:`engine.runtime.shutdown`); a child still running
+then is killed, and nothing is restarted once the shutdown began. SIGHUP reloads the symbols file
+and re-shards between two cycles; a bad file is rejected with a logged error and the old universe
+kept. A child that dies is restarted (with backoff); the shared memory outlives it, so a restarted
+publisher drains what the ring still holds.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from engine.runtime.cycles import CycleBook, OpenCycle, Scheduler, wait_or_stop
 from engine.runtime.reload import ReloadRequest, reload_symbols
 from engine.runtime.schedule import spread_window
 from engine.runtime.shared import SharedState
+from engine.runtime.shutdown import ShutdownBudget
 from engine.runtime.status import EngineStatus
 from engine.runtime.tasks import TaskSupervisor
 from engine.sinks.publisher import publisher_main
@@ -198,6 +201,9 @@ class Supervisor:
             loop.add_signal_handler(sig, stop, sig)
         loop.add_signal_handler(signal.SIGHUP, self.reload.request)
 
+    def _all_children(self) -> list[Child]:
+        return [*self.workers, self.publisher, *([self.earnings] if self.earnings else [])]
+
     async def _wait_ready(self, timeout_s: float) -> bool:
         children = [*self.workers, self.publisher]
         ready: asyncio.Future[Any] = asyncio.gather(*(c.ready.wait() for c in children))
@@ -212,20 +218,23 @@ class Supervisor:
         return ok
 
     async def _shutdown(self, children: Children) -> None:
-        """Workers finish the cycle in flight, then the publisher drains every ring."""
-        grace = self.config.scheduler.shutdown_grace_s
+        """Workers finish the cycle in flight, then the publisher drains every ring: both within
+        one deadline, ``scheduler.shutdown_grace_s`` from now (:mod:`engine.runtime.shutdown`)."""
+        budget = ShutdownBudget(self.config.scheduler.shutdown_grace_s)
         self.stopping.set()
         side = [self.earnings] if self.earnings is not None else []
+        phase = budget.workers_phase_s()
         for ch in [*side, *self.workers]:
-            ch.send(ipc.Stop(grace_s=grace))
-        await children.join(self.workers, grace + 5)
+            ch.send(ipc.Stop(grace_s=budget.grace_s(phase)))
+        await children.join(self.workers, phase, reap_s=budget.reap_s())
         heads = self.shared.heads()
         for c in list(self.book.open.values()):  # workers are gone: everything fetched is sealed
             if not c.fetched.is_set():
                 c.close_fetch(heads)
                 self._seal(c.cycle)
-        self.publisher.send(ipc.Stop(grace_s=grace))
-        await children.join([self.publisher, *side], grace + 10)
+        phase = budget.publisher_phase_s()
+        self.publisher.send(ipc.Stop(grace_s=budget.grace_s(phase)))
+        await children.join([self.publisher, *side], phase, reap_s=budget.reap_s())
         left = self.shared.unpublished()
         if left:
             log.error("shutdown_left_unpublished", extra={"records": left})
@@ -267,7 +276,7 @@ class Supervisor:
                     await self._serve(tasks, children, scheduler, once=once, timeout_s=timeout_s)
                 finally:
                     await self._shutdown(children)
-                    children.cancel()
+                    children.cancel(self._all_children())
                     scheduler.cancel()
         finally:
             self.shared.release()

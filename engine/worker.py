@@ -6,19 +6,26 @@ it asks its quote *source* (:mod:`engine.source.poll`) for every symbol of its s
 source hands what it got to the *sink* (:class:`engine.runtime.ring_sink.RingSink`), which
 validates each quote, drops quotes identical to the last one written for that symbol, and
 appends the rest (plus rejections, bound for the dead-letter queue) to the ring.
+
+A fetch phase is bounded (``scheduler.fetch_timeout_s``; by default twice the interval): a
+stalling Yahoo cannot hold a cycle - and so every later one - open. What it did not fetch by
+then counts as failed (``FetchTimeout``) and goes first next cycle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
+from typing import Final
 
 from engine.config import Config
-from engine.errors import UpstreamError
-from engine.observe import logs
+from engine.errors import RingError, UpstreamError
+from engine.observe import logs, metrics
 from engine.ringbuf import LastSeenTable, Ring
 from engine.runtime import ipc
 from engine.runtime.child import ConnReader, child_init, run_loop
@@ -26,10 +33,30 @@ from engine.runtime.ring_sink import RingSink
 from engine.runtime.tasks import TaskSupervisor
 from engine.source.client import YahooClient
 from engine.source.guard import Guard
-from engine.source.poll import Poll, QuoteSource, YahooPollSource, in_flight_share
+from engine.source.poll import Poll, YahooPollSource, in_flight_share
 from engine.stats import FetchCounts
 
 log = logging.getLogger(__name__)
+
+
+FETCH_TIMEOUT: Final = "FetchTimeout"
+"""Error kind of the symbols a cycle's fetch phase did not reach within its bound."""
+
+
+def cut_short(
+    source: YahooPollSource, symbols: Sequence[str], started: float, counts: FetchCounts
+) -> int:
+    """The fetch phase begun at ``started`` (the source's clock) ran out of time: every symbol
+    it did not fetch counts as failed (those already counted are not counted twice) and goes
+    first next cycle. Returns how many the timeout failed."""
+    last = source.last_fetched
+    unfetched = [s for s in symbols if last.get(s, -math.inf) < started]
+    timed_out = len(unfetched) - counts.failed  # those a failed batch counted are among them
+    if timed_out > 0:
+        counts.failed += timed_out
+        counts.error(FETCH_TIMEOUT)
+    source.failed.update(unfetched)
+    return max(0, timed_out)
 
 
 class Worker:
@@ -63,9 +90,14 @@ class Worker:
             symbols.extend(sh.symbols)
             index_of.update(zip(sh.symbols, sh.indices, strict=True))
         if msg.state_name != self._state_name:
+            try:
+                table = LastSeenTable.attach(msg.state_name, msg.state_size)
+            except RingError:  # already replaced by a newer reload, whose Assign follows
+                log.info("shards_assignment_superseded", extra={"generation": msg.generation})
+                return
             if self.sink.last_seen is not None:
                 self.sink.last_seen.close()
-            self.sink.last_seen = LastSeenTable.attach(msg.state_name, msg.state_size)
+            self.sink.last_seen = table
             self._state_name = msg.state_name
         self.symbols = symbols
         self.sink.index_of = index_of
@@ -78,12 +110,23 @@ class Worker:
             },
         )
 
-    async def _cycle(self, source: QuoteSource, msg: ipc.StartCycle) -> None:
+    async def _cycle(self, source: YahooPollSource, msg: ipc.StartCycle) -> None:
         t0 = time.perf_counter()
         counts = FetchCounts()
         logs.bind(cycle=msg.cycle)
+        bound = self.config.scheduler.fetch_bound_s()
+        started = time.monotonic()
         try:
-            await source.poll(self.symbols, Poll(self.sink, msg.cycle, counts, msg.spread_s))
+            poll = source.poll(self.symbols, Poll(self.sink, msg.cycle, counts, msg.spread_s))
+            await asyncio.wait_for(poll, timeout=bound)
+        except TimeoutError:
+            timed_out = cut_short(source, self.symbols, started, counts)
+            if timed_out:  # the requests it cancelled, as one failed request of its own kind
+                metrics.record_batch(timed_out, bound, FETCH_TIMEOUT)
+            log.warning(
+                "fetch_timed_out",
+                extra={"cycle": msg.cycle, "timeout_s": bound, "failed": counts.failed},
+            )
         finally:
             done = ipc.CycleFetched(
                 worker=self.id,
@@ -109,7 +152,9 @@ class Worker:
             async with TaskSupervisor(f"worker-{self.id}") as tasks:
                 await self._serve(reader, source, tasks)
 
-    async def _serve(self, reader: ConnReader, source: QuoteSource, tasks: TaskSupervisor) -> None:
+    async def _serve(
+        self, reader: ConnReader, source: YahooPollSource, tasks: TaskSupervisor
+    ) -> None:
         """Act on control messages until ``Stop`` (or the supervisor is gone)."""
         current: asyncio.Task[None] | None = None
         while True:

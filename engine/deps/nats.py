@@ -164,7 +164,10 @@ async def close(nc: Any, closing: asyncio.Event | None = None, timeout_s: float 
     """Drain ``nc`` (pending publishes flushed) within ``timeout_s``, else close it; idempotent.
 
     ``closing`` (the event given to :func:`connect`) is set first, so the disconnect that the
-    drain causes is not logged as a warning.
+    drain causes is not logged as a warning. Never raises (but for cancellation): while NATS is
+    down or the client is reconnecting, the drain refuses and nats-py's close can fail on the
+    dead transport - the connection is then logged (``nats_close_failed``) and left closed;
+    whatever it had not flushed was never acknowledged, so its owner still holds it.
     """
     if nc.is_closed:
         return
@@ -172,8 +175,15 @@ async def close(nc: Any, closing: asyncio.Event | None = None, timeout_s: float 
         closing.set()
     try:
         await asyncio.wait_for(nc.drain(), timeout=timeout_s)
-    except (TimeoutError, nats.errors.Error):
-        await nc.close()
+        return
+    except Exception:  # noqa: S110 - any failure of the drain falls back to a plain close
+        pass
+    try:
+        await asyncio.wait_for(nc.close(), timeout=timeout_s)
+    except Exception as exc:
+        log.warning(
+            "nats_close_failed", extra={"error_kind": type(exc).__name__, "error": str(exc)[:200]}
+        )
 
 
 @asynccontextmanager

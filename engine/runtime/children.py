@@ -4,8 +4,9 @@ A child is forked with a duplex control pipe; a supervised reader task per child
 control message to the host (the supervisor) and, at end-of-pipe, reaps the process. A child that
 dies unexpectedly is restarted after an exponential backoff (``workers.restart_backoff_s``
 doubled per quick restart, capped at :data:`MAX_RESTART_BACKOFF_S`; a child that ran for
-:data:`QUICK_EXIT_S` or more starts the count again). While stopping only the publisher is
-restarted: it must drain the rings before the engine exits.
+:data:`QUICK_EXIT_S` or more starts the count again). Once the engine is stopping nothing is
+restarted (a child started then could outlive the engine): a publisher that dies during the
+shutdown leaves what the rings still hold, counted as ``shutdown_left_unpublished``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 MAX_RESTART_BACKOFF_S: Final = 30.0
 QUICK_EXIT_S: Final = 10.0
 """A child that dies sooner than this after its start counts as a quick restart."""
+REAP_S: Final = 2.0
+"""How long a killed child is given to be reaped."""
 
 _ctx = mp.get_context("fork")
 
@@ -140,29 +143,39 @@ class Children:
             return
         log.error("child_died", extra={"child": child.name, "exit_code": code})
         self.host.on_died(child)
+        if stopping:  # nothing is restarted once the shutdown began: it could outlive the engine
+            return
         quick = time.monotonic() - child.started_at < QUICK_EXIT_S
         child.restarts = child.restarts + 1 if quick else 0
-        if stopping and child.kind != "publisher":
-            return
         await asyncio.sleep(restart_delay_s(child.restarts, self.restart_backoff_s))
-        if not self.host.stopping.is_set() or child.kind == "publisher":
+        if not self.host.stopping.is_set():
             metrics.record_child_restart(child.kind)
             self.spawn(child)
 
-    async def join(self, children: Sequence[Child], timeout_s: float) -> None:
-        """Wait for ``children`` to exit; kill those still running after ``timeout_s``."""
+    async def join(
+        self, children: Sequence[Child], timeout_s: float, *, reap_s: float = REAP_S
+    ) -> None:
+        """Wait for ``children`` to exit; kill those still running after ``timeout_s`` and give
+        the kill up to ``reap_s``."""
         tasks = [c.reader_task for c in children if c.reader_task is not None]
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        _, pending = await asyncio.wait(tasks, timeout=max(0.0, timeout_s))
         for c in children:
             if c.proc is not None and c.proc.is_alive() and c.reader_task in pending:
-                log.error("child_kill", extra={"child": c.name})
+                log.error("child_kill", extra={"child": c.name, "timeout_s": round(timeout_s, 2)})
                 c.proc.kill()
         if pending:
-            await asyncio.wait(pending, timeout=5)
+            await asyncio.wait(pending, timeout=reap_s)
 
-    def cancel(self) -> None:
-        """Stop reading every child (the engine is exiting: the children were joined)."""
+    def cancel(self, children: Sequence[Child] = ()) -> None:
+        """Stop reading every child (the engine is exiting: the children were joined); kill and
+        reap any of ``children`` still running, so that no child outlives the engine."""
         for task in list(self._readers):
             task.cancel()
+        for c in children:
+            proc = c.proc
+            if proc is not None and proc.is_alive():
+                log.error("child_kill", extra={"child": c.name, "timeout_s": 0})
+                proc.kill()
+                proc.join(REAP_S)

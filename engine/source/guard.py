@@ -248,6 +248,7 @@ def _policy(tp: type[P], settings: YahooSettings, prefix: str) -> P:
 
 def policies_from(settings: YahooSettings) -> tuple[rl.RatePolicy, brk.BreakerPolicy]:
     """``yahoo.rate_*`` and ``yahoo.breaker_*`` as the limiter's and the breaker's policies."""
-    return _policy(rl.RatePolicy, settings, "rate_"), _policy(
-        brk.BreakerPolicy, settings, "breaker_"
+    rate = msgspec.structs.replace(
+        _policy(rl.RatePolicy, settings, "rate_"), retry_after_max_s=settings.retry_after_max_s
     )
+    return rate, _policy(brk.BreakerPolicy, settings, "breaker_")

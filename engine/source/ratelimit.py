@@ -37,6 +37,7 @@ class RatePolicy(msgspec.Struct, frozen=True):
     decrease_factor: float = _SETTINGS.rate_decrease_factor
     slow_latency_s: float = _SETTINGS.rate_slow_latency_s
     slow_factor: float = 0.9  # a slow answer cuts the rate by this factor (not a setting)
+    retry_after_max_s: float = _SETTINGS.retry_after_max_s  # longest Retry-After pause honoured
 
 
 class RateState(msgspec.Struct, frozen=True):
@@ -105,7 +106,9 @@ def on_throttle(
     """
     same_event = sent_at is not None and sent_at < s.decreased_at
     rate = s.rate if same_event else max(policy.min_rps, s.rate * policy.decrease_factor)
-    pause = retry_after_s if retry_after_s is not None else 1.0 / rate
+    pause = 1.0 / rate
+    if retry_after_s is not None:  # a server's wish, within reason (max() first: NaN -> 0)
+        pause = min(max(0.0, retry_after_s), policy.retry_after_max_s)
     return msgspec.structs.replace(
         s,
         rate=rate,

@@ -166,3 +166,18 @@ class TestRedaction:
         assert redact_url(f"postgresql://db/q?password={PASSWORD}&sslmode=require") == (
             "postgresql://db/q?password=***&sslmode=require"
         )
+
+
+class TestLifecycleSettings:
+    def test_fetch_bound_defaults_to_twice_the_interval(self) -> None:
+        from engine.config import SchedulerSettings
+
+        assert SchedulerSettings(interval_s=20.0).fetch_bound_s() == 40.0
+        assert SchedulerSettings(interval_s=1.0).fetch_bound_s() == 30.0  # the floor
+        assert SchedulerSettings(interval_s=10.0, fetch_timeout_s=7.5).fetch_bound_s() == 7.5
+
+    def test_shutdown_deadline_is_below_the_stop_timeouts(self) -> None:
+        """``shutdown_grace_s`` is the TOTAL: compose's 30 s stop grace must exceed it."""
+        from engine.config import SchedulerSettings
+
+        assert SchedulerSettings().shutdown_grace_s < 30.0

@@ -100,3 +100,31 @@ async def test_a_failing_batch_is_split_to_isolate_the_poison(poison: str) -> No
     assert stats.failed == 1
     assert src.failed == {poison}
     assert stats.errors == {"UpstreamServerError": 1}
+
+
+async def test_a_fetch_phase_cut_short_counts_the_unfetched_as_failed_and_puts_them_first() -> None:
+    """A stalling Yahoo: the bound ends the phase; what it did not reach fails, goes first."""
+    import asyncio
+    import time
+
+    from engine.worker import FETCH_TIMEOUT, cut_short
+
+    stalled = {"S06", "S07"}
+
+    class Stalling(Client):
+        async def fetch_quotes(self, symbols: Sequence[str]) -> QuoteBatch:
+            if set(symbols) & stalled:
+                await asyncio.sleep(3600)
+            return await super().fetch_quotes(symbols)
+
+    client = Stalling(lambda b, n: UpstreamServerError("x", status=503) if "S00" in b else None)
+    src = YahooPollSource(client, batch_size=2, in_flight=8)  # type: ignore[arg-type]
+    counts = FetchCounts()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(src.poll(SYMS[:10], Poll(Sink(), 1, counts)), timeout=0.2)
+    assert counts.failed == 1  # S00 failed for good (its batch split); S06/S07 hang
+    assert cut_short(src, SYMS[:10], started, counts) == 2
+    assert counts.requested == 10
+    assert counts.failed == 3 and counts.errors[FETCH_TIMEOUT] == 1
+    assert src.order(SYMS[:10])[:3] == ["S00", "S06", "S07"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from multiprocessing.connection import Connection
 
 import pytest
@@ -72,3 +73,52 @@ async def test_a_dead_child_is_restarted_after_its_backoff() -> None:
         await children.join([child], 10.0)
     assert child.proc is None and child.conn is None
     assert host.started == 2  # a clean exit while stopping is not restarted
+
+
+class KillHost(Host):
+    """Its child dies (exit 3) while the engine is stopping."""
+
+    def entry(self, child: Child, conn: Connection) -> Entry:
+        return _die, (3,)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads (pytest's own)
+async def test_a_child_dying_while_stopping_is_not_restarted() -> None:
+    """A publisher respawned during the shutdown would outlive the engine (an orphan)."""
+    host = KillHost()
+    host.stopping.set()
+    child = Child("publisher", 0)
+    async with TaskSupervisor("test") as tasks:
+        children = Children(host, tasks, restart_backoff_s=0.01)
+        children.spawn(child)
+        await children.join([child], 10.0)
+        await asyncio.sleep(0.1)  # a restart would have been spawned by now
+        children.cancel([child])
+    assert host.died == ["publisher"]
+    assert host.started == 1
+    assert child.proc is None
+
+
+def _hang(conn: Connection) -> None:
+    """Never answer, never exit (until killed)."""
+    while True:
+        time.sleep(1)
+
+
+class HangHost(Host):
+    def entry(self, child: Child, conn: Connection) -> Entry:
+        return _hang, (conn,)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads (pytest's own)
+async def test_cancel_kills_every_child_still_running() -> None:
+    host = HangHost()
+    child = Child("worker", 0)
+    async with TaskSupervisor("test") as tasks:
+        children = Children(host, tasks, restart_backoff_s=0.01)
+        children.spawn(child)
+        proc = child.proc
+        assert proc is not None and proc.is_alive()
+        host.stopping.set()
+        children.cancel([child])
+    assert not proc.is_alive()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from engine.config import Config, WorkersSettings
+from engine.errors import ConfigError
+from engine.ringbuf import segment_size
 from engine.runtime.cycles import CycleBook
-from engine.runtime.shared import SharedState
+from engine.runtime.shared import SharedState, check_shm, shm_needed
 from engine.runtime.status import EngineStatus
 from engine.source.breaker import BreakerState
 from engine.source.guard import YahooGuard, policies_from
@@ -85,3 +89,56 @@ def test_status_reads_the_shared_guard(tmp_path: Path) -> None:
         shared.guard.close()
         shared.guard = None
         shared.release()
+
+
+class _Statvfs:
+    """A statvfs result with ``free`` bytes available."""
+
+    def __init__(self, free: int) -> None:
+        self.f_frsize = 4096
+        self.f_bavail = free // 4096
+
+
+def test_shm_too_small_is_a_config_error_naming_the_fix() -> None:
+    need = shm_needed(4, 65536, 5000)
+    assert need > 4 * segment_size(65536)
+    check_shm(need, "/x", lambda _: _Statvfs(need + 4096))  # type: ignore[arg-type,return-value]
+    with pytest.raises(ConfigError) as exc:
+        check_shm(need, "/x", lambda _: _Statvfs(need // 2))  # type: ignore[arg-type,return-value]
+    assert exc.value.key == "workers.ring_capacity"
+    for needle in ("/x", "shm_size", "--shm-size", "workers.ring_capacity", "workers.count"):
+        assert needle in str(exc.value)
+
+
+def test_create_refuses_before_mapping_anything(tmp_path: Path) -> None:
+    """The check runs on the real filesystem's numbers (here a directory as the shm dir)."""
+    st = os.statvfs(tmp_path)
+    free = st.f_bavail * st.f_frsize
+    capacity = 1 << 24
+    workers = free // segment_size(capacity) + 1
+    if workers > 256:
+        pytest.skip("the filesystem is larger than 256 of the largest rings")
+    config = msgspec.structs.replace(
+        Config(), workers=WorkersSettings(count=workers, ring_capacity=capacity)
+    )
+    shared = SharedState(config, workers, shm_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="shm_size"):
+        shared.create(_universe(tmp_path, ["AAPL"]))
+    assert shared.rings == [] and shared.table is None
+
+
+def test_a_reload_unlinks_the_replaced_table(tmp_path: Path) -> None:
+    """Every SIGHUP used to leave its old table in /dev/shm until shutdown."""
+    shared = SharedState(Config(), 1)
+    try:
+        shared.assign(_universe(tmp_path, ["AAPL", "MSFT"]))
+        assert shared.table is not None
+        names = [shared.table.name]
+        for symbols in (["AAPL"], ["AAPL", "MSFT", "NVDA"], ["NVDA"]):
+            shared.assign(_universe(tmp_path, symbols))
+            names.append(shared.table.name)
+        alive = [n for n in names if Path("/dev/shm", n.lstrip("/")).exists()]
+        assert alive == [names[-1]]
+    finally:
+        shared.release()
+    assert not Path("/dev/shm", names[-1].lstrip("/")).exists()
