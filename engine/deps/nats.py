@@ -219,3 +219,13 @@ async def probe_connection(settings: NatsSettings, timeout_s: float) -> Any:
             ),
             timeout=timeout_s,
         )
+
+
+async def stream_exists(js: Any, name: str) -> bool:
+    """Whether JetStream has the stream ``name``; any other failure is a :class:`PublishError`."""
+    with translate(f"NATS did not answer stream info for {name}"):
+        try:
+            await js.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            return False
+    return True

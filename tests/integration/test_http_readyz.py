@@ -4,6 +4,7 @@ ports (never the shared ones), each stopped and started again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import pwd
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from engine.config import (
     RedisSettings,
     Secret,
 )
+from engine.deps import nats as nats_dep
 from engine.deps import redis as redis_dep
 from engine.observe import metrics
 from engine.observe.http import HttpServer
@@ -212,6 +215,7 @@ async def test_readyz_follows_each_dependency(services: dict[str, Server]) -> No
         ),
         redis=RedisSettings(url=Secret(f"redis://127.0.0.1:{ports['redis']}/0")),
     )
+    await _ensure_streams(config.nats)  # as the publisher does (storage survives the restart)
     async with HttpServer.serve(config, FakeSource(cycles=1), check_timeout_s=2.0) as srv:
         doc = await wait_ready(srv.url, 200)
         assert set(doc["checks"]) == {"nats", "postgres", "redis", "breaker"}
@@ -277,6 +281,7 @@ async def test_readyz_reuses_its_connections(services: dict[str, Server]) -> Non
         ),
         redis=RedisSettings(url=Secret(f"redis://127.0.0.1:{ports['redis']}/0")),
     )
+    await _ensure_streams(config.nats)
     async with HttpServer.serve(
         config, FakeSource(cycles=1), check_timeout_s=2.0, probe_interval_s=None
     ) as srv:
@@ -295,4 +300,61 @@ async def test_readyz_reuses_its_connections(services: dict[str, Server]) -> Non
         await asyncio.sleep(0.05)  # the backend exits just after the client closes
     closed = await _opened_connections(services)
     assert closed["postgres"] == [], "the probe connection is closed on shutdown"
+    metrics.reset()
+
+
+async def _ensure_streams(settings: NatsSettings) -> None:
+    """Create the quote and DLQ streams as the publisher does at its start."""
+    async with nats_dep.connection(settings, attempts=3) as nc:
+        js = nc.jetstream()
+        await nats_dep.ensure_stream(js, settings.stream, settings.subject, settings)
+        await nats_dep.ensure_stream(js, settings.dlq_stream, settings.dlq_subject, settings)
+
+
+@pytest.mark.timeout(60)
+async def test_readyz_fails_while_a_stream_is_missing() -> None:
+    """The shared NATS, unique stream names: ready with both streams; the quote stream deleted
+    -> 503 naming it; recreated -> 200; the DLQ stream deleted -> 503 naming it."""
+    metrics.reset()
+    tag = uuid.uuid4().hex[:10].upper()
+    settings = NatsSettings(
+        stream=f"RZ_Q_{tag}",
+        subject=f"rz.{tag.lower()}.quote",
+        dlq_stream=f"RZ_D_{tag}",
+        dlq_subject=f"rz.{tag.lower()}.dlq",
+    )
+    config = Config(
+        http=HttpSettings(port=0),
+        nats=settings,
+        postgres=PostgresSettings(enabled=False),
+        redis=RedisSettings(enabled=False),
+    )
+    await _ensure_streams(settings)
+    try:
+        async with (
+            HttpServer.serve(
+                config, FakeSource(cycles=1), check_timeout_s=2.0, probe_interval_s=None
+            ) as srv,
+            nats_dep.connection(settings, attempts=3) as nc,
+        ):
+            js = nc.jetstream()
+            doc = await wait_ready(srv.url, 200)
+            assert doc["checks"]["nats"]["status"] == "ok", doc
+            for missing in (settings.stream, settings.dlq_stream):
+                await js.delete_stream(missing)
+                status, doc = await readyz(srv.url)
+                assert status == 503, doc
+                nats_doc = doc["checks"]["nats"]
+                assert nats_doc["status"] == "fail", doc
+                assert nats_doc["error"] == "StreamMissing", doc
+                assert missing in nats_doc["detail"], doc
+                await _ensure_streams(settings)
+                doc = await wait_ready(srv.url, 200)
+                assert doc["checks"]["nats"]["status"] == "ok", doc
+    finally:
+        async with nats_dep.connection(settings, attempts=3) as nc:
+            js = nc.jetstream()
+            for name in (settings.stream, settings.dlq_stream):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(name)
     metrics.reset()

@@ -1,9 +1,12 @@
 """Readiness: the checks behind ``/readyz`` and the background probe.
 
-``/readyz`` is ready only if NATS (a round trip and JetStream's account info), PostgreSQL
-(``SELECT 1``) and Redis (``PING``) answer within ``check_timeout_s`` each, and the Yahoo
-circuit breaker is not open. Each result is ``ok`` (with the latency), ``fail`` (with the
-exception's class name or ``timeout``: never a message, which could quote a DSN), or
+``/readyz`` is ready only if NATS (a round trip, JetStream's account info, and the quote
+and DLQ streams exist: the publisher re-creates a missing one, and until it has, nothing is
+stored, so a fresh engine is not ready for that moment), PostgreSQL (``SELECT 1``) and
+Redis (``PING``) answer within ``check_timeout_s`` each, and the Yahoo circuit breaker is not
+open. Each result is ``ok`` (with the latency), ``fail`` (with the
+exception's class name or ``timeout``: never a message, which could quote a DSN; a
+:class:`CheckFailed` adds its own safe ``detail``, e.g. the missing stream), or
 ``skipped`` for a dependency disabled in the configuration. Each check keeps one connection of
 its own open (:class:`KeptConnection`, made through :mod:`engine.deps`; the engine's pooled
 connections live in the publisher process): a call costs a round trip, not a connection; a
@@ -64,6 +67,23 @@ class CheckResult:
         return out
 
 
+class CheckFailed(Exception):
+    """A dependency that answered but is not usable; ``detail`` is safe to show (no secrets).
+    The kept connection stays open: it works."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class StreamMissing(CheckFailed):
+    """JetStream answers but a stream the engine publishes to does not exist."""
+
+    def __init__(self, streams: list[str]) -> None:
+        super().__init__(f"stream {', '.join(streams)} does not exist")
+        self.streams = streams
+
+
 async def run_check(check: Check, timeout_s: float, clock: Callable[[], float]) -> CheckResult:
     """Run one check under ``timeout_s``; failures become a class name, never a message."""
     t0 = clock()
@@ -73,6 +93,8 @@ async def run_check(check: Check, timeout_s: float, clock: Callable[[], float]) 
         return CheckResult("fail", error="timeout")
     except asyncio.CancelledError:
         raise
+    except CheckFailed as exc:
+        return CheckResult("fail", error=type(exc).__name__, detail=exc.detail)
     except Exception as exc:  # any failure of a probe means "not ready"
         return CheckResult("fail", error=type(exc).__name__)
     return CheckResult("ok", latency_ms=(clock() - t0) * 1000.0)
@@ -121,6 +143,8 @@ class KeptConnection(Generic[C]):
             self._conn = conn
         try:
             await self._ping(conn, timeout_s)
+        except CheckFailed:  # the connection works: keep it
+            raise
         except BaseException:  # timeout, cancellation, a broken connection: open anew next time
             self._drop()
             raise
@@ -145,8 +169,19 @@ class KeptConnection(Generic[C]):
 
 
 def nats_check(settings: NatsSettings) -> KeptConnection[Any]:
-    """One connection without reconnects, kept; each check: a round trip and JetStream's
-    account info."""
+    """One connection without reconnects, kept; each check: a round trip, JetStream's account
+    info, and the quote and DLQ streams exist (:class:`StreamMissing` names those that do not)."""
+
+    async def check(nc: Any, timeout_s: float) -> None:
+        await nats_dep.ping(nc, timeout_s)
+        js = nc.jetstream(timeout=timeout_s)
+        missing = [
+            name
+            for name in (settings.stream, settings.dlq_stream)
+            if not await nats_dep.stream_exists(js, name)
+        ]
+        if missing:
+            raise StreamMissing(missing)
 
     async def close(nc: Any) -> None:
         await nc.close()
@@ -154,7 +189,7 @@ def nats_check(settings: NatsSettings) -> KeptConnection[Any]:
     return KeptConnection(
         "nats",
         lambda t: nats_dep.probe_connection(settings, t),
-        nats_dep.ping,
+        check,
         close,
         is_live=lambda nc: bool(nc.is_connected),
     )

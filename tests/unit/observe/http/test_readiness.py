@@ -140,3 +140,42 @@ class TestKeptConnection:
         await check.aclose()
         await check.aclose()
         assert closed == opened
+
+    async def test_a_check_failed_keeps_the_working_connection(self) -> None:
+        from engine.observe.http.readiness import KeptConnection, StreamMissing
+
+        opened: list[object] = []
+        missing = [True]
+
+        async def open_(_t: float) -> object:
+            opened.append(object())
+            return opened[-1]
+
+        async def ping(_conn: object, _t: float) -> None:
+            if missing[0]:
+                raise StreamMissing(["Q"])
+
+        async def close(_conn: object) -> None:
+            return None
+
+        check = KeptConnection("x", open_, ping, close)
+        for _ in range(3):
+            with pytest.raises(StreamMissing):
+                await check(1.0)
+        missing[0] = False
+        await check(1.0)
+        assert len(opened) == 1
+
+
+async def test_a_missing_stream_fails_with_a_detail_naming_it() -> None:
+    from engine.observe.http.readiness import StreamMissing
+
+    async def gone(_t: float) -> None:
+        raise StreamMissing(["MARKET_QUOTES", "MARKET_DLQ"])
+
+    result = await run_check(gone, 1.0, lambda: 0.0)
+    assert result.doc() == {
+        "status": "fail",
+        "error": "StreamMissing",
+        "detail": "stream MARKET_QUOTES, MARKET_DLQ does not exist",
+    }
