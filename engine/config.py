@@ -174,6 +174,10 @@ class PostgresSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     flush_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 2.0
     """How long the publisher waits for PostgreSQL to take a batch before spilling it to disk
     (only then may the batch leave the shared-memory ring)."""
+    reconcile_lookback_s: Annotated[float, msgspec.Meta(ge=0, le=86400)] = 300.0
+    """At start the publisher writes to PostgreSQL the quotes the stream stored in this many
+    seconds before its last message that the table lacks (an engine killed after JetStream's ack,
+    before the COPY); 0 disables it."""
 
 
 class RedisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -39,6 +39,7 @@ from engine.sinks.delivery import Delivery
 from engine.sinks.dlq_dedupe import DlqDedupe
 from engine.sinks.jetstream import JetStreamPublisher
 from engine.sinks.outbox import Outbox
+from engine.sinks.reconcile import reconcile, stream_tail
 from engine.sinks.store import QuoteStore
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Publisher:
         self.dlq_dedupe = DlqDedupe(config.validation.dlq_dedupe_s)
         self.committer: Committer | None = None
         self._drains: list[asyncio.Task[None]] = []
+        self.reconciling: asyncio.Event | None = None  # set once the reconcile is over
 
     @property
     def jsp(self) -> JetStreamPublisher | None:
@@ -92,16 +94,28 @@ class Publisher:
     # -- the tasks ---------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        """Connect (retrying until NATS answers), set the streams up, then hold the connection
-        for the delivery until this task is cancelled at stop."""
+        """Connect (retrying until NATS answers), set the streams up, reconcile the stream's
+        tail into PostgreSQL (:mod:`engine.sinks.reconcile`), then hold the connection for the
+        delivery until this task is cancelled at stop (which waits for a reconcile in progress
+        up to the grace period; one cut short is read again by the next start)."""
         s = self.config.nats
         try:
             async with JetStreamPublisher.connect(s) as jsp:
+                lookback_s = self.config.postgres.reconcile_lookback_s
+                store = self.store if lookback_s > 0 else None
+                # the tail is read before this process publishes: the reconcile's window
+                tail = await stream_tail(jsp.js, s.stream) if store is not None else None
                 self.delivery.connected(jsp)
                 outbox = self.delivery.outbox
                 log.info(
                     "nats_ready", extra={"url": s.url.redacted(), "outbox_segments": len(outbox)}
                 )
+                if store is not None and tail is not None:  # while the drains publish
+                    self.reconciling = asyncio.Event()
+                    try:
+                        await reconcile(jsp.js, store, s, tail=tail, lookback_s=lookback_s)
+                    finally:
+                        self.reconciling.set()
                 await asyncio.Event().wait()
         except PublishError as exc:  # the stream cannot be set up: a configuration problem
             self._fatal(str(exc))
@@ -227,6 +241,9 @@ class Publisher:
         while len(outbox) and self.jsp is not None and time.monotonic() < deadline:
             self.delivery.wake.set()
             await asyncio.sleep(0.05)
+        if self.reconciling is not None:  # a short run must not cut its reconcile short
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.reconciling.wait(), deadline - time.monotonic())
         for task in background:
             task.cancel()
         await asyncio.wait(background)

@@ -236,6 +236,11 @@ class Families:
             "store_up", "1 if the last attempt to reach PostgreSQL succeeded.", "livemostrecent"
         )
         self.store_outages = counter("store_outages", "PostgreSQL outages seen by the store.")
+        self.store_reconciled = counter(
+            "store_rows_reconciled",
+            "Quotes found in the stream but not in PostgreSQL at start (an engine killed after"
+            " JetStream's ack, before the COPY), inserted by the reconcile.",
+        )
         self.cache_writes = counter(
             "cache_writes",
             "Redis latest-quote writes by outcome (written, skipped_older, unencodable).",

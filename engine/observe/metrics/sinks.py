@@ -80,6 +80,12 @@ def record_store_flush(seconds: float) -> None:
     _m().store_flush.observe(seconds)
 
 
+def record_store_reconciled(rows: int) -> None:
+    """Publisher, at start: rows the stream held and PostgreSQL lacked, inserted now."""
+    if rows > 0:
+        _m().store_reconciled.inc(rows)
+
+
 def record_cache_stats(stats: CacheStatsView) -> None:
     """Publisher, after each drained chunk or periodically: ``QuoteCache.stats()``."""
     m = _m()
