@@ -39,7 +39,7 @@ _MIB: Final = 1 << 20
 def shm_needed(n_workers: int, ring_capacity: int, n_symbols: int) -> int:
     """Bytes of shared memory the engine maps: every ring, the last-seen table twice (a reload
     holds the old and the new one for a moment) and :data:`SHM_SLACK_BYTES`."""
-    table = max(16, 16 * n_symbols)
+    table = LastSeenTable.nbytes(n_symbols)
     return n_workers * segment_size(ring_capacity) + 2 * table + SHM_SLACK_BYTES
 
 
@@ -108,6 +108,7 @@ class SharedState:
                 j = old_index.get(sym)
                 if j is not None:
                     table.times[i] = self.table.times[j]
+                    table.volumes[i] = self.table.volumes[j]
                     table.ok_cycle[i] = self.table.ok_cycle[j]
             # unlinked now: a worker still writing into it keeps its own mapping until it takes
             # the new assignment, and nothing else attaches to it any more
