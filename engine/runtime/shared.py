@@ -25,6 +25,7 @@ from engine.config import Config
 from engine.errors import ConfigError
 from engine.ringbuf import LastSeenTable, Ring, segment_size
 from engine.runtime import ipc
+from engine.runtime.identity import Identity, seed
 from engine.source.guard import YahooGuard, policies_from
 from engine.source.shards import assign_shards, build_shards
 from engine.source.universe import Universe
@@ -135,6 +136,12 @@ class SharedState:
             )
             for owned in owners
         ]
+
+    def restore(self, identities: dict[str, Identity]) -> int:
+        """Seed the last-seen table with the last published identity per symbol (restored at
+        start by :func:`engine.runtime.identity.restore`); how many symbols were seeded."""
+        assert self.table is not None
+        return seed(self.table, self._index, identities)
 
     def symbols_of(self, worker: int) -> int:
         """How many symbols ``worker`` owns."""
