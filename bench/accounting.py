@@ -170,7 +170,7 @@ def account(
         sum(
             1
             for p, h in stream
-            if h.get("Nats-Msg-Id") != f"{p.get('symbol')}:{p.get('market_time')}"
+            if h.get("Nats-Msg-Id") != f"{p.get('symbol')}:{p.get('market_time')}:{p.get('volume')}"
         )
         if check_msg_ids
         else 0

@@ -101,8 +101,10 @@ class Quote(msgspec.Struct, frozen=True):
 
     @property
     def msg_id(self) -> str:
-        """JetStream ``Nats-Msg-Id``: the same quote is the same message."""
-        return f"{self.symbol}:{self.market_time}"
+        """JetStream ``Nats-Msg-Id``: the same quote is the same message. The identity is
+        (symbol, market time, volume): a volume that grew at the same market time is a new
+        observation, so a new message."""
+        return f"{self.symbol}:{self.market_time}:{self.volume}"
 
     def to_message(self) -> QuoteMessage:
         """The document published on ``data.market.quote`` and cached at ``market:{SYMBOL}``."""

@@ -266,7 +266,8 @@ class Ring:
 
 class LastSeenTable:
     """Per universe index: the last market time written to a ring (:attr:`times`, int64 epoch s;
-    0 = never) and the last cycle in which the symbol got a valid quote (:attr:`ok_cycle`;
+    0 = never) with its volume (:attr:`volumes`; a quote is unchanged only when both are equal)
+    and the last cycle in which the symbol got a valid quote (:attr:`ok_cycle`;
     unchanged quotes count; 0 = never) - the data-quality input of :mod:`engine.observe.quality`.
 
     Lives in shared memory owned by the supervisor, so a restarted worker still knows which quotes
@@ -284,13 +285,22 @@ class LastSeenTable:
         self.ok_cycle: npt.NDArray[np.int64] = np.ndarray(
             (size,), dtype="<i8", buffer=buf, offset=8 * size
         )
+        self.volumes: npt.NDArray[np.int64] = np.ndarray(
+            (size,), dtype="<i8", buffer=buf, offset=16 * size
+        )
+
+    @staticmethod
+    def nbytes(size: int) -> int:
+        """Bytes of shared memory a table of ``size`` rows maps."""
+        return max(24, 24 * size)
 
     @classmethod
     def create(cls, size: int) -> LastSeenTable:
-        shm = shared_memory.SharedMemory(create=True, size=max(16, 16 * size))
+        shm = shared_memory.SharedMemory(create=True, size=cls.nbytes(size))
         table = cls(shm, size, owner=True)
         table.times[:] = 0
         table.ok_cycle[:] = 0
+        table.volumes[:] = 0
         return table
 
     @classmethod
@@ -311,4 +321,5 @@ class LastSeenTable:
         self._closed = True
         del self.times
         del self.ok_cycle
+        del self.volumes
         _release(self._shm, owner=self._owner)

@@ -47,7 +47,7 @@ from engine.earnings.process import earnings_main
 from engine.observe import logs, metrics
 from engine.observe.http import HttpServer
 from engine.observe.quality import QualityTracker
-from engine.runtime import ipc
+from engine.runtime import identity, ipc
 from engine.runtime.children import Child, Children, Entry
 from engine.runtime.cycles import CycleBook, OpenCycle, Scheduler, wait_or_stop
 from engine.runtime.reload import ReloadRequest, reload_symbols
@@ -266,6 +266,8 @@ class Supervisor:
             },
         )
         try:
+            # the last published identity per symbol: a restart re-publishes no unchanged quote
+            self.shared.restore(await identity.restore(self.config, self.universe.symbols))
             async with TaskSupervisor("supervisor") as tasks:
                 children = Children(
                     self, tasks, restart_backoff_s=self.config.workers.restart_backoff_s

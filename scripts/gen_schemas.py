@@ -89,13 +89,14 @@ SUBJECTS: Final = (
         version=quote.SCHEMA_VERSION,
         subject=_nats.subject,
         stream=_nats.stream,
-        msg_id="{symbol}:{market_time}",
+        msg_id="{symbol}:{market_time}:{volume}",
         title=f"{_nats.subject} message, schema_version {quote.SCHEMA_VERSION}",
         description=(
             "One validated real-time quote, published by ingestion-agent's publisher "
             "(engine/quote.py QuoteMessage). The same JSON document is the value of the Redis key "
-            "market:{SYMBOL}. Header Nats-Msg-Id = '{symbol}:{market_time}': the same quote is the "
-            "same message, deduplicated by JetStream. Consumers must ignore unknown fields."
+            "market:{SYMBOL}. Header Nats-Msg-Id = '{symbol}:{market_time}:{volume}': the same "
+            "quote is the same message, deduplicated by JetStream (a volume that grew at the same "
+            "market time is a new message). Consumers must ignore unknown fields."
         ),
     ),
     Subject(

@@ -37,7 +37,8 @@ class RingSink:
     worker: int = 0
     clock: Callable[[], float] = time.time
     last_seen: LastSeenTable | None = None
-    """Last market time written and last cycle with a valid quote, per symbol (shared)."""
+    """Last market time and volume written and last cycle with a valid quote, per symbol
+    (shared)."""
     index_of: dict[str, int] = field(default_factory=dict)
     """Symbol -> row of :attr:`last_seen`."""
     full_waits: int = 0
@@ -55,10 +56,11 @@ class RingSink:
         now = self.clock()
         table = self.last_seen
         times = table.times if table is not None else None
+        volumes = table.volumes if table is not None else None
         ok_cycle = table.ok_cycle if table is not None else None
         valid = []
         unchanged = []
-        written: list[tuple[int, int]] = []
+        written: list[tuple[int, int, int]] = []
         rejections: list[Rejection] = []
         for yq in got.quotes:
             q = validate(yq, now_s=now, rules=self.rules)
@@ -68,12 +70,17 @@ class RingSink:
             counts.regular += q.market_state == "REGULAR"
             idx = self.index_of.get(q.symbol)
             if idx is not None and times is not None:
-                assert ok_cycle is not None
+                assert ok_cycle is not None and volumes is not None
                 ok_cycle[idx] = cycle
-                if self.skip_unchanged and times[idx] == q.market_time:
+                # unchanged = the same identity (market time and volume) as the last written
+                if (
+                    self.skip_unchanged
+                    and times[idx] == q.market_time
+                    and int(volumes[idx]) == q.volume
+                ):
                     unchanged.append(q)
                     continue
-                written.append((idx, q.market_time))
+                written.append((idx, q.market_time, q.volume))
             valid.append(q)
             counts.stale += q.stale
         rejections.extend(Rejection(m.symbol, m.reason, m.detail) for m in got.malformed)
@@ -99,10 +106,11 @@ class RingSink:
             return
         lost = self._quarantined(recs, len(rejections), counts)
         await self.ring.write(recs, on_full=self._on_full)
-        if times is not None:
-            for idx, t in written:
+        if times is not None and volumes is not None:
+            for idx, t, v in written:
                 if idx not in lost:
                     times[idx] = t
+                    volumes[idx] = v
         self.notify()
 
     def _quarantined(self, recs: Records, expected: int, counts: FetchCounts) -> set[int]:

@@ -25,6 +25,7 @@ from engine.config import Config
 from engine.errors import ConfigError
 from engine.ringbuf import LastSeenTable, Ring, segment_size
 from engine.runtime import ipc
+from engine.runtime.identity import Identity, seed
 from engine.source.guard import YahooGuard, policies_from
 from engine.source.shards import assign_shards, build_shards
 from engine.source.universe import Universe
@@ -39,7 +40,7 @@ _MIB: Final = 1 << 20
 def shm_needed(n_workers: int, ring_capacity: int, n_symbols: int) -> int:
     """Bytes of shared memory the engine maps: every ring, the last-seen table twice (a reload
     holds the old and the new one for a moment) and :data:`SHM_SLACK_BYTES`."""
-    table = max(16, 16 * n_symbols)
+    table = LastSeenTable.nbytes(n_symbols)
     return n_workers * segment_size(ring_capacity) + 2 * table + SHM_SLACK_BYTES
 
 
@@ -108,6 +109,7 @@ class SharedState:
                 j = old_index.get(sym)
                 if j is not None:
                     table.times[i] = self.table.times[j]
+                    table.volumes[i] = self.table.volumes[j]
                     table.ok_cycle[i] = self.table.ok_cycle[j]
             # unlinked now: a worker still writing into it keeps its own mapping until it takes
             # the new assignment, and nothing else attaches to it any more
@@ -134,6 +136,12 @@ class SharedState:
             )
             for owned in owners
         ]
+
+    def restore(self, identities: dict[str, Identity]) -> int:
+        """Seed the last-seen table with the last published identity per symbol (restored at
+        start by :func:`engine.runtime.identity.restore`); how many symbols were seeded."""
+        assert self.table is not None
+        return seed(self.table, self._index, identities)
 
     def symbols_of(self, worker: int) -> int:
         """How many symbols ``worker`` owns."""

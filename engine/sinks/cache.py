@@ -15,8 +15,10 @@ Key names
 
 Older never overwrites newer
     Writes go through one Lua script (atomic per key): it decodes the current value's
-    ``market_time`` and refuses a quote whose market time is older; an equal time overwrites
-    (Yahoo repeats the last quote outside market hours: that refreshes the TTL). A value that is
+    ``market_time`` and ``volume`` and refuses a quote that is older (an older market time, or
+    the same one with a lower volume); a higher volume at the same time overwrites, the same
+    time and volume refreshes the TTL (Yahoo repeats the last quote outside market hours). A
+    value that is
     not our JSON is overwritten. One script call covers up to :data:`CHUNK` keys, and every
     drained batch is sent as one pipeline (``SCRIPT LOAD`` first, so a restarted Redis with an
     empty script cache needs no extra round trip or retry). Measured: 5,000 keys in ~50 ms,
@@ -62,28 +64,35 @@ _BACKOFF_MAX_S: Final = 10.0
 _SAFE: Final = "._-^="  # plus ASCII letters and digits (always safe for urllib.parse.quote)
 _SAFE_SYMBOL_RE: Final = re.compile(r"[A-Za-z0-9._\-^=]*")
 
-# KEYS[i]: key; ARGV[2i-1]: JSON document; ARGV[2i]: its market_time; ARGV[#ARGV]: TTL (s).
-# A newer market time replaces the document; the same market time only refreshes the TTL (the
-# quote is still current: the engine re-submits unchanged quotes every cycle for this, so a key
-# lives as long as its symbol is being fetched, and a restarted Redis is refilled within one
-# cycle); an older one is ignored. Returns the number of keys written or refreshed.
+# KEYS[i]: key; ARGV[3i-2]: JSON document; ARGV[3i-1]: its market_time; ARGV[3i]: its volume;
+# ARGV[#ARGV]: TTL (s). A quote's identity is (market time, volume): a newer market time, or the
+# same market time with a higher volume (a new observation), replaces the document; the same
+# market time and volume only refreshes the TTL (the quote is still current: the engine
+# re-submits unchanged quotes every cycle for this, so a key lives as long as its symbol is being
+# fetched, and a restarted Redis is refilled within one cycle); an older one (or the same time
+# with a lower volume) is ignored. Returns the number of keys written or refreshed.
 WRITE_LATEST_LUA: Final = """
 local ttl = ARGV[#ARGV]
 local written = 0
 for i, key in ipairs(KEYS) do
-  local t = tonumber(ARGV[2 * i])
+  local t = tonumber(ARGV[3 * i - 1])
+  local v = tonumber(ARGV[3 * i])
   local cur = redis.pcall('GET', key)
   local action = 'set'
   if type(cur) == 'string' then
     local ok, doc = pcall(cjson.decode, cur)
     if ok and type(doc) == 'table' then
       local ct = tonumber(doc['market_time'])
+      local cv = tonumber(doc['volume'])
       if ct and ct > t then action = 'skip'
-      elseif ct and ct == t then action = 'touch' end
+      elseif ct and ct == t then
+        if cv and cv > v then action = 'skip'
+        elseif cv and cv == v then action = 'touch' end
+      end
     end
   end
   if action == 'set' then
-    redis.call('SET', key, ARGV[2 * i - 1], 'EX', ttl)
+    redis.call('SET', key, ARGV[3 * i - 2], 'EX', ttl)
     written = written + 1
   elseif action == 'touch' then
     redis.call('EXPIRE', key, ttl)
@@ -112,11 +121,12 @@ def encode_value(q: Quote) -> bytes:
 def newest_per_symbol(
     quotes: Iterable[Quote], into: dict[str, Quote] | None = None
 ) -> dict[str, Quote]:
-    """Keep the quote with the greatest market time per symbol (a later one wins a tie)."""
+    """Keep the quote with the greatest (market time, volume) per symbol (a later one wins a
+    tie)."""
     out: dict[str, Quote] = {} if into is None else into
     for q in quotes:
         cur = out.get(q.symbol)
-        if cur is None or q.market_time >= cur.market_time:
+        if cur is None or (q.market_time, q.volume) >= (cur.market_time, cur.volume):
             out[q.symbol] = q
     return out
 
@@ -273,7 +283,7 @@ class QuoteCache(AsyncResource):
                 self._c["unencodable"] += 1
                 continue
             keys.append(key)
-            args += (value, q.market_time)
+            args += (value, q.market_time, q.volume)
             if len(keys) == CHUNK:
                 chunks.append((keys, [*args, ttl]))
                 keys, args = [], []

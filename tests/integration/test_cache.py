@@ -159,6 +159,24 @@ class TestCache:
             assert (await read_doc(client, prefix + "AAA")).price == 4.0
             assert cache.stats.keys_skipped_older == 1
 
+    async def test_a_higher_volume_at_the_same_time_replaces(
+        self, prefix: str, client: aioredis.Redis
+    ) -> None:
+        """Same market time: a higher volume is a newer observation and replaces the document,
+        a lower one is refused as older."""
+        base = make_quote("AAA", NOW, 2.0)
+        async with QuoteCache.connect(settings(prefix)) as cache:
+            assert await cache.write_latest([base]) == 1
+            more = msgspec.structs.replace(base, price=3.0, volume=base.volume + 500)
+            assert await cache.write_latest([more]) == 1
+            doc = await read_doc(client, prefix + "AAA")
+            assert (doc.price, doc.volume) == (3.0, base.volume + 500)
+            less = msgspec.structs.replace(base, price=4.0, volume=base.volume - 1)
+            assert await cache.write_latest([less]) == 0
+            assert (await read_doc(client, prefix + "AAA")).price == 3.0
+        newest = newest_per_symbol([more, less])
+        assert newest == {"AAA": more}
+
     async def test_foreign_values_are_replaced(self, prefix: str, client: aioredis.Redis) -> None:
         """A key holding something else (not JSON, a hash) is overwritten, not an error."""
         await client.set(prefix + "TXT", "not json")

@@ -43,7 +43,10 @@ class TestOneCycle:
         assert max(symbols.values()) == 1
         assert s["valid"] + s["rejected"] + s["missing"] == 5000
         payload, headers = msgs[0]
-        assert headers["Nats-Msg-Id"] == f"{payload['symbol']}:{payload['market_time']}"
+        assert (
+            headers["Nats-Msg-Id"]
+            == f"{payload['symbol']}:{payload['market_time']}:{payload['volume']}"
+        )
         keys = {"price", "volume", "change_percent", "timestamp", "correlation_id", "currency",
                 "exchange", "market_state", "source", "ingest_time", "schema_version"}  # fmt: skip
         assert keys <= set(payload)

@@ -119,7 +119,7 @@ def test_real_cycle_messages_validate_and_example_consumer_reads_them(
     validate_all("market_dlq.v1.schema.json", [p for p, _ in letters])
     # the headers documented in docs/messages.md
     for p, h in quotes:
-        assert h["Nats-Msg-Id"] == f"{p['symbol']}:{p['market_time']}"
+        assert h["Nats-Msg-Id"] == f"{p['symbol']}:{p['market_time']}:{p['volume']}"
     for p, h in letters:
         if p["market_time"]:
             assert h["Nats-Msg-Id"] == f"{p['symbol']}:{p['reason']}:{p['market_time']}"

@@ -547,6 +547,37 @@ class TestWrites:
         finally:
             await conn.close()
 
+    async def test_a_higher_volume_for_the_same_quote_time_updates_the_row(
+        self, table: str, tmp_path: Path
+    ) -> None:
+        """(symbol, market time, volume) is a quote's identity: a volume that grew at the same
+        market time is a new observation and updates the row (a lower one does not), also when
+        the writer has forgotten what it stored and when one batch holds both."""
+        base = make_quote("AAA", NOW, price=1.0)
+        more = msgspec.structs.replace(base, price=2.0, volume=1500)
+        less = msgspec.structs.replace(base, price=3.0, volume=900)
+        most = msgspec.structs.replace(base, price=4.0, volume=2000)
+        async with QuoteStore.connect(pg_settings(table, tmp_path)) as store:
+            store.submit([base])
+            assert await store.flush(10)
+            store.submit([more])
+            assert await store.flush(10)
+            store.submit([less])
+            assert await store.flush(10)
+            stats = store.stats
+        async with QuoteStore.connect(pg_settings(table, tmp_path)) as store:
+            store.submit([more, most, less])
+            assert await store.flush(10)
+            again = store.stats
+        assert stats.rows_written == 2 and stats.rows_duplicate == 1
+        assert again.rows_written == 1 and again.rows_duplicate == 2
+        conn = await asyncpg.connect(DSN)
+        try:
+            row = await conn.fetchrow(f"SELECT price, volume FROM {table}")
+            assert (row["price"], row["volume"]) == (4.0, 2000)
+        finally:
+            await conn.close()
+
     async def test_malicious_symbols_are_data_not_sql(self, table: str, tmp_path: Path) -> None:
         """Quotes, semicolons, backslashes, unicode round-trip; NUL / lone surrogate refused."""
         evil = [

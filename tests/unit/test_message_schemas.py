@@ -147,7 +147,7 @@ def test_quote_messages_validate() -> None:
         doc = json.loads(m.payload)
         assert errors("market_quote", doc) == [], doc
         assert set(doc) == props  # the schema describes every field the encoder writes
-        assert m.msg_id == f"{doc['symbol']}:{doc['market_time']}"
+        assert m.msg_id == f"{doc['symbol']}:{doc['market_time']}:{doc['volume']}"
 
 
 def test_dead_letters_validate_for_every_reason() -> None:

@@ -32,7 +32,14 @@ class TestValidate:
         q = validate(yq(), now_s=NOW)
         assert isinstance(q, Quote)
         assert (q.symbol, q.price, q.volume, q.change_percent) == ("AAPL", 190.5, 1000, 1.25)
-        assert q.msg_id == f"AAPL:{int(NOW) - 5}"
+        assert q.msg_id == f"AAPL:{int(NOW) - 5}:1000"
+
+    def test_msg_id_differs_when_only_the_volume_grows(self) -> None:
+        """Same market time, higher volume: a new observation, so a new Nats-Msg-Id."""
+        a = validate(yq(), now_s=NOW)
+        b = validate(yq(regular_market_volume=1500), now_s=NOW)
+        assert isinstance(a, Quote) and isinstance(b, Quote)
+        assert a.msg_id != b.msg_id
 
     @pytest.mark.parametrize(
         ("kw", "reason"),

@@ -42,7 +42,7 @@ class TestRecords:
         """A quote written as a record comes out as the documented JSON message and msg id."""
         recs = to_records([quote()], [], cycle=7, source=0, ingest_time_ns=T * 10**9 + 123_456_789)
         (m,) = to_messages(recs).messages
-        assert not m.dlq and m.msg_id == f"BRK-B:{T}" and m.cycle == 7
+        assert not m.dlq and m.msg_id == f"BRK-B:{T}:1234" and m.cycle == 7
         msg = msgspec.json.decode(m.payload, type=QuoteMessage)
         assert msg.symbol == "BRK-B" and msg.price == 512.25 and msg.volume == 1234
         assert msg.change_percent == -0.5 and msg.market_time == T

@@ -2,15 +2,18 @@
 
 The batch is converted to rows and, in one transaction, ``COPY``'d (binary, asyncpg
 ``copy_records_to_table``) into a per-connection temporary staging table, then
-``INSERT INTO <table> SELECT ... FROM <stage> ON CONFLICT (symbol, market_time) DO NOTHING``:
-of the ways that de-duplicate it is the fastest (``INSERT ... SELECT unnest($arrays)`` is
+``INSERT INTO <table> SELECT DISTINCT ON (symbol, market_time) ... FROM <stage> ON CONFLICT
+(symbol, market_time) DO UPDATE ... WHERE the new volume is higher``: of the ways that
+de-duplicate it is the fastest (``INSERT ... SELECT unnest($arrays)`` is
 slower). Plain COPY straight into the table is faster still but fails on a single duplicate, so
 the writer uses it while batches bring no duplicates and falls back to staging for a while after
 a conflict (see :meth:`CopyWriter._copy_insert`; figures in bench/store_bench.py).
 
-The primary key (symbol, market_time) is the de-duplication key, so writing a batch twice never
-makes a second row. As an optimisation the writer remembers the last market time stored per
-symbol and skips a quote equal to it (overnight and weekend, Yahoo repeats the closing quote
+A quote's identity is (symbol, market time, volume): a volume that grew at the same market time
+is a new observation, and it updates the row (the highest volume wins; the primary key stays
+(symbol, market_time), so writing a batch twice never makes a second row). As an optimisation the
+writer remembers the last market time and volume stored per symbol and skips a quote equal to
+them (overnight and weekend, Yahoo repeats the closing quote
 every cycle). Rows older than the retention cutoff are not written (``expired``); rows that
 PostgreSQL refuses as data (class 22/23 errors) are isolated by bisecting the batch and counted
 as rejected. In native mode with the engine managing partitions, a missing daily partition is
@@ -39,6 +42,7 @@ _EPOCH_DAY: Final = dt.date(1970, 1, 1)
 _DAY_S: Final = 86_400
 _LAST_WRITTEN_MAX: Final = 1_000_000
 _STAGED_AFTER_CONFLICT: Final = 20
+_KEY: Final = ("symbol", "market_time")
 
 
 class CopyWriter:
@@ -63,16 +67,23 @@ class CopyWriter:
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {tbl} INCLUDING DEFAULTS) "
             "ON COMMIT DELETE ROWS"
         )
+        updated = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in _KEY)
+        # DISTINCT ON: one row per key and statement (DO UPDATE may not touch a row twice), the
+        # highest volume; an existing row is updated only by a higher volume
         self._sql_insert = (
-            f"INSERT INTO {tbl} ({cols}) SELECT {cols} FROM pg_temp.{stage} "  # noqa: S608
-            "ON CONFLICT (symbol, market_time) DO NOTHING"
+            f"INSERT INTO {tbl} ({cols}) SELECT DISTINCT ON (symbol, market_time) {cols} "  # noqa: S608
+            f"FROM pg_temp.{stage} ORDER BY symbol, market_time, volume DESC NULLS LAST "
+            f"ON CONFLICT (symbol, market_time) DO UPDATE SET {updated} "
+            f"WHERE excluded.volume > {tbl}.volume "
+            f"OR ({tbl}.volume IS NULL AND excluded.volume IS NOT NULL)"
         )
         self.manager: Manager | None = None
         """Who creates partitions in native mode (set once the table is migrated)."""
         self.known_days: set[dt.date] = set()
         """Days whose partition is known to exist (native mode, engine-managed)."""
         self._staged_left = 0  # batches to stage before plain COPY is tried again
-        self._last_written: dict[str, int] = {}
+        self._last_written: dict[str, tuple[int, int]] = {}
+        """Symbol -> (market time, volume) of the newest quote stored."""
 
     def forget_written(self) -> None:
         """Stop trusting the remembered last stored quotes (the database may have been restored)."""
@@ -108,7 +119,7 @@ class CopyWriter:
         lw = self._last_written
         bad = expired = dup = 0
         for q in quotes:
-            if lw.get(q.symbol) == q.market_time:
+            if lw.get(q.symbol) == (q.market_time, q.volume):
                 dup += 1
             elif not lo <= q.market_time < hi:
                 expired += q.market_time < lo
@@ -133,8 +144,9 @@ class CopyWriter:
         if len(lw) > _LAST_WRITTEN_MAX:
             lw.clear()
         for q in quotes:
-            if q.market_time > lw.get(q.symbol, -1):
-                lw[q.symbol] = q.market_time
+            ident = (q.market_time, q.volume)
+            if ident > lw.get(q.symbol, (-1, -1)):
+                lw[q.symbol] = ident
 
     async def _ensure_partitions(self, conn: Any, day_numbers: set[int]) -> None:
         """Create the partitions of these days (days since the epoch) not known to exist."""
@@ -175,7 +187,8 @@ class CopyWriter:
         return a[0] + b[0], a[1] + b[1]
 
     async def _copy_insert(self, conn: Any, rows: list[Row]) -> int:
-        """Insert ``rows``, skipping those already stored; returns how many were new.
+        """Insert ``rows``, skipping those already stored (a higher volume updates its row);
+        returns how many were new or updated.
 
         Plain COPY into the table is ~1.7x faster than staging, but fails as a whole on one
         duplicate; so it is tried only while recent batches had no duplicate, and after a

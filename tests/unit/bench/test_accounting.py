@@ -9,7 +9,7 @@ from bench.accounting import StreamMsg, account, observation_key
 
 def _msg(sym: str, t: int, vol: int, cycle: int = 1, msg_id: str | None = None) -> StreamMsg:
     p: dict[str, Any] = {"symbol": sym, "market_time": t, "volume": vol, "cycle": cycle}
-    return p, {"Nats-Msg-Id": msg_id or f"{sym}:{t}"}
+    return p, {"Nats-Msg-Id": msg_id or f"{sym}:{t}:{vol}"}
 
 
 CYCLES = [{"cycle": 1, "valid": 2, "unchanged": 0}]

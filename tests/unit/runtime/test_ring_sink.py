@@ -13,10 +13,10 @@ from engine.stats import FetchCounts
 NOW = 1_764_000_000.0
 
 
-def yq(symbol: str, price: float = 190.5, t: int = int(NOW) - 5) -> YahooQuote:
+def yq(symbol: str, price: float = 190.5, t: int = int(NOW) - 5, volume: int = 1000) -> YahooQuote:
     return YahooQuote(symbol=symbol, quote_type="EQUITY", market_state="REGULAR",
                       regular_market_price=price, regular_market_time=t,
-                      regular_market_volume=1000, currency="USD", exchange="NMS")  # fmt: skip
+                      regular_market_volume=volume, currency="USD", exchange="NMS")  # fmt: skip
 
 
 async def test_accept_counts_dedups_and_writes() -> None:
@@ -88,4 +88,30 @@ async def test_poison_quotes_are_dead_lettered_and_the_batch_is_written() -> Non
     finally:
         for fd in (r, w):
             os.close(fd)
+        ring.close()
+
+
+async def test_same_market_time_with_a_higher_volume_is_not_unchanged() -> None:
+    """Unchanged means same market time AND same volume: a volume that grew at the same market
+    time is a new observation, written to the ring and remembered."""
+    ring = Ring.create(64)
+    table = LastSeenTable.create(1)
+    r, w = os.pipe()
+    try:
+        sink = RingSink(ring, w, Rules(), skip_unchanged=True, clock=lambda: NOW)
+        sink.last_seen = table
+        sink.index_of = {"AAPL": 0}
+        await sink.accept(0, 1, QuoteBatch([yq("AAPL")], [], [], 1, 0.0), FetchCounts())
+        more = FetchCounts()
+        await sink.accept(0, 2, QuoteBatch([yq("AAPL", volume=1500)], [], [], 1, 0.0), more)
+        assert (more.valid, more.unchanged) == (1, 0)
+        assert ring.head == 2
+        assert (table.times[0], table.volumes[0]) == (int(NOW) - 5, 1500)
+        same = FetchCounts()
+        await sink.accept(0, 3, QuoteBatch([yq("AAPL", volume=1500)], [], [], 1, 0.0), same)
+        assert (same.valid, same.unchanged) == (1, 1)
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        table.close()
         ring.close()

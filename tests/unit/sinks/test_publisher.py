@@ -117,7 +117,7 @@ class TestPublisherProcess:
         report = await harness.expect(ipc.CyclePublished)
         assert report == ipc.CyclePublished(cycle=1, counts=PublishCounts(published=3))
         assert harness.ring.tail == end
-        assert harness.nats.js.order == [f"{s}:{T}" for s in ("AAA", "BBB", "CCC")]
+        assert harness.nats.js.order == [f"{s}:{T}:1" for s in ("AAA", "BBB", "CCC")]
         harness.send(ipc.Stop(grace_s=1.0))
         await asyncio.wait_for(running, 5)
         assert harness.nats.is_closed

@@ -76,7 +76,8 @@ async def test_plain_copy_until_a_conflict_then_staging_for_a_while() -> None:
     conn = FakeConn(asyncpg.UniqueViolationError("dup"))
     assert await w.write(conn, rows, kept) == (1, 0)  # the staged INSERT's row count
     assert conn.copies == ["t_quotes", "_ingest_stage_t_quotes"]
-    assert "ON CONFLICT (symbol, market_time) DO NOTHING" in conn.executed[-1]
+    assert "ON CONFLICT (symbol, market_time) DO UPDATE" in conn.executed[-1]
+    assert "WHERE excluded.volume > " in conn.executed[-1]
     conn = FakeConn()
     await w.write(conn, rows, kept)
     assert conn.copies == ["_ingest_stage_t_quotes"]  # still staging after the conflict
