@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final, TypeVar
 
 from engine.earnings.models import Clock, Trigger, utcnow
 from engine.earnings.report import SyncReport
@@ -24,6 +24,8 @@ from engine.observe import metrics
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 Waiter = Callable[[asyncio.Event, float], Awaitable[None]]
 MAX_WAIT_S: Final = 300.0  # re-evaluate the schedule at least this often
 
@@ -31,6 +33,18 @@ MAX_WAIT_S: Final = 300.0  # re-evaluate the schedule at least this often
 async def wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+
+
+async def until_stopped(run: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """``await run``, unless ``stop`` is set first: then ``run`` is cancelled and None returned."""
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(run)
+        stopping = tg.create_task(stop.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+        stopping.cancel()
+    return None if task.cancelled() else task.result()
 
 
 class EarningsJob:
@@ -78,7 +92,12 @@ class EarningsJob:
         if delay > 0:
             await self.wait(stop, min(delay, self.max_wait_s))
             return None
-        report = await self.sync.run(ny_date(slot), trigger=Trigger.SCHEDULE, covers=slot)
+        report = await until_stopped(
+            self.sync.run(ny_date(slot), trigger=Trigger.SCHEDULE, covers=slot), stop
+        )
+        if report is None:  # stopping: the run is cancelled, and redone at the next start
+            log.info("earnings_sync_interrupted", extra={"slot": slot.isoformat()})
+            return None
         self.reports = [*self.reports[-9:], report]
         metrics.record_earnings_sync(
             report.ok,

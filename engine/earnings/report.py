@@ -67,6 +67,7 @@ def count_upsert(report: SyncReport, upsert: UpsertResult) -> None:
 def log_fields(r: SyncReport) -> dict[str, Any]:
     keys = (
         "sync_date", "trigger", "status", "source", "fetched", "rejected", "inserted", "updated",
+        "unchanged",
         "rescheduled", "announced_reporting", "announced_eps", "fundamentals_written",
         "error_kind", "duration_s",
     )  # fmt: skip

@@ -185,7 +185,9 @@ def test_endpoint_and_earnings_job_of_a_running_engine(
                 await conn.close()
 
         stored = asyncio.run(rows())
-        assert stored == sync["inserted"] > 0
+        # after 09:30 New York the engine's own child has already run today's sync at start-up,
+        # so the manual one finds its rows unchanged: the table holds every row either stored
+        assert stored == sync["inserted"] + sync["updated"] + sync["unchanged"] > 0
         r = redis.Redis.from_url(REDIS_URL)
         flags = list(r.scan_iter(f"{names['flag_prefix']}*", count=1000))
         assert len(flags) == sync["flags_set"]

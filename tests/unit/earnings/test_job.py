@@ -76,3 +76,33 @@ async def test_nothing_due_waits_for_the_next_slot() -> None:
     assert clock.waits == [1800.0] and not sync.runs
     report = await j.step(asyncio.Event())
     assert report is not None and report.ok and sync.covers == SLOT
+
+
+class HangingSync(FakeSync):
+    """A sync that never finishes on its own (a long fundamentals fetch)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.cancelled = False
+
+    async def run(self, day: dt.date, *, trigger: Trigger, covers: dt.datetime) -> SyncReport:
+        self.runs.append(day)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_stop_interrupts_a_sync_in_progress() -> None:
+    """Stopping the engine does not wait for a running sync: it is cancelled (redone later)."""
+    sync = HangingSync()
+    clock = Clock(SLOT + dt.timedelta(minutes=5))
+    stop = asyncio.Event()
+    stepping = asyncio.create_task(job(sync, clock).step(stop))
+    await asyncio.sleep(0.01)
+    assert sync.runs and not stepping.done()
+    stop.set()
+    assert await asyncio.wait_for(stepping, 1) is None
+    assert sync.cancelled
