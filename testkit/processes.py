@@ -123,14 +123,17 @@ class EngineProcess:
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
-        for line in self.proc.stderr:
-            try:
-                ev = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                ev = {"event": "_text", "text": line.rstrip()}
-            with self._cond:
-                self.events.append(ev)
-                self._cond.notify_all()
+        try:
+            for line in self.proc.stderr:
+                try:
+                    ev = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    ev = {"event": "_text", "text": line.rstrip()}
+                with self._cond:
+                    self.events.append(ev)
+                    self._cond.notify_all()
+        except ValueError:  # closed by __exit__ while a killed engine's child still held it
+            return
 
     def wait_event(
         self, name: str, timeout: float = 30, count: int = 1, **match: Any

@@ -98,7 +98,10 @@ class TestNatsOutages:
         assert max(stream.values()) == 1
         rows = asyncio.run(_rows(table))
         assert len(rows) == done[0]["valid"]
-        assert set(stream) == {f"{s}:{t}" for s, t in rows}
+        # Nats-Msg-Id = {symbol}:{market time}:{volume}; the table's key is (symbol, market time)
+        ids = [i.split(":") for i in stream]
+        assert all(len(parts) == 3 for parts in ids)
+        assert {(s, int(t)) for s, t, _ in ids} == rows and len(ids) == len(rows)
 
 
 class TestProcessKills:
