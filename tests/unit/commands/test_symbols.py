@@ -7,15 +7,7 @@ import json
 from pathlib import Path
 
 from engine.commands.symbols import check_command
-
-
-def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
-    p = tmp_path / name
-    if isinstance(content, bytes):
-        p.write_bytes(content)
-    else:
-        p.write_text(content, encoding="utf-8")
-    return p
+from tests.unit.source.files import write
 
 
 class TestCheckCommand:

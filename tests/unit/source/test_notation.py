@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
@@ -70,15 +69,6 @@ INJECTION_ATTEMPTS = [
     "ÄPFEL",
     "A\u0301",
 ]
-
-
-def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
-    p = tmp_path / name
-    if isinstance(content, bytes):
-        p.write_bytes(content)
-    else:
-        p.write_text(content, encoding="utf-8")
-    return p
 
 
 class TestNasdaqToYahoo:

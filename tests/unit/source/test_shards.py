@@ -12,18 +12,7 @@ import pytest
 
 from engine.source.shards import Shard, assign_shards, build_shards, shard_of
 from engine.source.universe import load_symbols
-
-REPO = Path(__file__).resolve().parents[3]
-SYMBOLS_JSON = REPO / "symbols.json"
-
-
-def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
-    p = tmp_path / name
-    if isinstance(content, bytes):
-        p.write_bytes(content)
-    else:
-        p.write_text(content, encoding="utf-8")
-    return p
+from tests.unit.source.files import REPO, SYMBOLS_JSON, write
 
 
 class TestShardOf:

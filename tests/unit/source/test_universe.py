@@ -18,18 +18,7 @@ from engine.errors import ConfigError, SymbolsError
 from engine.source.notation import check_symbol
 from engine.source.symbolfile import SymbolMeta
 from engine.source.universe import MAX_FILE_BYTES, Problem, Universe, load_symbols
-
-REPO = Path(__file__).resolve().parents[3]
-SYMBOLS_JSON = REPO / "symbols.json"
-
-
-def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
-    p = tmp_path / name
-    if isinstance(content, bytes):
-        p.write_bytes(content)
-    else:
-        p.write_text(content, encoding="utf-8")
-    return p
+from tests.unit.source.files import REPO, SYMBOLS_JSON, write
 
 
 def line_of(text: str, needle: str) -> int:
