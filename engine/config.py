@@ -63,6 +63,10 @@ class YahooSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rate_increase_rps: PositiveFloat = 0.5
     rate_decrease_factor: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
     rate_slow_latency_s: PositiveFloat = 3.0
+    rate_window: Annotated[int, msgspec.Meta(ge=1, le=52)] = 20
+    rate_window_throttles: Annotated[int, msgspec.Meta(ge=1, le=52)] = 5
+    """A 429 cuts the rate only when it is one of at least ``rate_window_throttles`` 429s among
+    the last ``rate_window`` answers (congestion); an isolated 429 is retried, not obeyed."""
     # circuit breaker (engine/source/breaker.py)
     breaker_consecutive_failures: Annotated[int, msgspec.Meta(ge=1)] = 8
     breaker_failure_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
@@ -91,6 +95,11 @@ class YahooSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 "rate_initial_rps",
                 f"{self.rate_initial_rps} must lie between rate_min_rps "
                 f"({self.rate_min_rps}) and rate_max_rps ({self.rate_max_rps})",
+            )
+        if self.rate_window_throttles > self.rate_window:
+            raise SettingError(
+                "rate_window_throttles",
+                f"{self.rate_window_throttles} must be <= rate_window ({self.rate_window})",
             )
         if self.backoff_max_s < self.backoff_base_s:
             raise SettingError(

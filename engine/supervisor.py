@@ -119,6 +119,8 @@ class Supervisor:
     def on_message(self, child: Child, msg: ipc.Message) -> None:
         if isinstance(msg, ipc.WorkerReady | ipc.PublisherReady):
             child.ready.set()
+            if isinstance(msg, ipc.WorkerReady):
+                self._redo_fetch(child)
             if isinstance(msg, ipc.PublisherReady):
                 for cyc, c in self.book.open.items():  # a restarted publisher needs open seals
                     if c.fetched.is_set() and not c.published.is_set():
@@ -138,14 +140,49 @@ class Supervisor:
             self.stopping.set()
 
     def on_died(self, child: Child) -> None:
+        """A worker that dies during a fetch phase fetches its share again once it is back
+        (what it wrote before dying stays in its ring and is published; what it refetches
+        unchanged is dropped by the last-seen table, and JetStream's message ids catch the
+        rest). A second death in the same cycle, a stopping engine, or no restart within the
+        fetch bound: its share counts as failed (``WorkerDied``)."""
         if child.kind != "worker":
             return
         w = child.index
-        for c in list(self.book.open.values()):  # its part of the cycle in flight is lost
-            if w in c.pending:
-                c.add_lost(w, self.shared.symbols_of(w), self.shared.rings[w].head)
-                if c.fetched.is_set():
-                    self._seal(c.cycle)
+        for c in list(self.book.open.values()):
+            if w not in c.pending:
+                continue
+            if w in c.redo or w in c.refetching or self.stopping.is_set():
+                self._lose_share(c.cycle, w)
+                continue
+            c.redo.add(w)
+            log.warning("worker_share_refetch", extra={"cycle": c.cycle, "worker": w})
+            asyncio.get_running_loop().call_later(
+                self.config.scheduler.fetch_bound_s(), self._redo_expired, c.cycle, w
+            )
+
+    def _lose_share(self, cycle: int, worker: int) -> None:
+        c = self.book.open.get(cycle)
+        if c is None or worker not in c.pending:
+            return
+        c.add_lost(worker, self.shared.symbols_of(worker), self.shared.rings[worker].head)
+        if c.fetched.is_set():
+            self._seal(cycle)
+
+    def _redo_expired(self, cycle: int, worker: int) -> None:
+        c = self.book.open.get(cycle)
+        if c is not None and worker in c.redo:
+            log.error("worker_share_lost", extra={"cycle": cycle, "worker": worker})
+            self._lose_share(cycle, worker)
+
+    def _redo_fetch(self, child: Child) -> None:
+        """A restarted worker is ready: it fetches the share of any cycle its death left open."""
+        w = child.index
+        for c in list(self.book.open.values()):
+            if w in c.redo and child.conn is not None and not self.stopping.is_set():
+                c.redo.discard(w)
+                c.refetching.add(w)
+                msg = ipc.StartCycle(cycle=c.cycle, started_at=time.time(), spread_s=0.0)
+                ipc.send(child.conn, msg)
 
     def _seal(self, cycle: int) -> None:
         c = self.book.open[cycle]

@@ -2,7 +2,8 @@
 
 A cycle is open from ``StartCycle`` until the publisher's ``CyclePublished``. Each worker's
 ``CycleFetched`` adds its :class:`~engine.stats.FetchCounts` and its ring head; once every worker
-has answered (or died, its share counted as failed) the fetch phase is over and the cycle can be
+has answered (a worker that died fetches its share again once restarted; if it cannot, the
+share counts as failed) the fetch phase is over and the cycle can be
 sealed. When the publisher answers, the cycle is complete: the :class:`CycleBook` logs it, records
 its metrics, feeds the data-quality tracker and the failure-rate alert window, and keeps the last
 few for ``/status``. The :class:`Scheduler` starts the cycles on their grid, one at a time.
@@ -41,6 +42,11 @@ class OpenCycle:
         self.stats = CycleStats(cycle=cycle)
         self.t0 = time.perf_counter()
         self.pending = set(workers)
+        self.redo: set[int] = set()
+        """Workers that died during this fetch phase, to fetch their share again once restarted
+        (at most once a cycle; they stay in ``pending`` until they answer)."""
+        self.refetching: set[int] = set()
+        """Workers of :attr:`redo` that were restarted and asked again."""
         self.heads: dict[int, int] = {}
         self.fetched = asyncio.Event()
         """Set once every worker answered: the cycle can be sealed."""
@@ -60,7 +66,11 @@ class OpenCycle:
             self.fetched.set()
 
     def add_lost(self, worker: int, symbols: int, ring_head: int) -> None:
-        """``worker`` died before answering: its ``symbols`` count as failed."""
+        """``worker`` died before answering and its share cannot be fetched again in this cycle
+        (it died twice, the engine is stopping, or it did not come back in time): its
+        ``symbols`` count as failed."""
+        self.redo.discard(worker)
+        self.refetching.discard(worker)
         lost = FetchCounts(requested=symbols, failed=symbols, errors={WORKER_DIED: 1})
         self.add_fetched(worker, lost, ring_head)
 

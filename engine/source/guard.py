@@ -50,7 +50,7 @@ class CallOutcome(enum.StrEnum):
 _RATE_FIELDS: Final = tuple(rl.RateState.__struct_fields__)
 _BRK_FIELDS: Final = tuple(brk.Breaker.__struct_fields__)
 _INT_FIELDS: Final = frozenset({"throttles", "consecutive", "window_calls", "window_failures",
-                                "transitions"})  # fmt: skip
+                                "transitions", "recent"})  # fmt: skip
 _SLOTS: Final = len(_RATE_FIELDS) + len(_BRK_FIELDS)
 
 
@@ -192,14 +192,19 @@ class YahooGuard:
                 new_rate = rl.on_throttle(
                     rate, self.rate_policy, now, retry_after_s, sent_at=now - latency_s
                 )
-            elif outcome == CallOutcome.FAILED:
-                new_b = brk.on_result(b, self.breaker_policy, False, now)
+            else:  # an answer, but neither a success nor a 429
+                new_rate = rl.on_answer(rate, self.rate_policy)
+                if outcome == CallOutcome.FAILED:
+                    new_b = brk.on_result(b, self.breaker_policy, False, now)
             self._store(new_rate, new_b)
         if outcome == CallOutcome.THROTTLED:
             metrics.record_throttle()
-            log.warning(
+            cut = new_rate.decreased_at != rate.decreased_at
+            log.log(  # an isolated 429 is retried, not obeyed: no warning for it
+                logging.WARNING if cut else logging.INFO,
                 "rate_limited",
                 extra={
+                    "rate_cut": cut,
                     "rate_rps": round(new_rate.rate, 3),
                     "previous_rps": round(rate.rate, 3),
                     "retry_after_s": retry_after_s,

@@ -114,8 +114,10 @@ class TestProcessKills:
         with EmulatorProcess(
             ["--market-state", "REGULAR", "--latency-ms", "60", "--freeze"]
         ) as emu:
+            # a fetch phase (~0.75 s) outlasts the interval: cycles run back to back, so the
+            # worker is killed during a fetch phase
             env = _env(emu.url, nats_names, tmp_path, INGEST_YAHOO__MAX_IN_FLIGHT="8",
-                       INGEST_SCHEDULER__INTERVAL_S="1",
+                       INGEST_SCHEDULER__INTERVAL_S="0.5",
                        INGEST_WORKERS__RESTART_BACKOFF_S="0.1")  # fmt: skip
             with EngineProcess(["run"], env) as eng:
                 eng.wait_event("cycle_completed", timeout=60)
@@ -140,6 +142,12 @@ class TestProcessKills:
         # prices are frozen: every valid quote of the universe is in the stream exactly once
         first = eng.named("cycle_completed")[0]
         assert len(ids) == first["valid"]
+        # the worker killed mid-fetch fetched its share again once restarted: no cycle lost it
+        assert eng.named("worker_share_refetch")
+        done = eng.named("cycle_completed")
+        assert all(c["failed"] == 0 and c["requested"] == first["requested"] for c in done), [
+            (c["cycle"], c["requested"], c["failed"], c["errors"]) for c in done
+        ]
 
 
 class TestYahooTrouble:

@@ -74,3 +74,11 @@ def test_dec_hook_only_knows_secret() -> None:
     """Other custom types are not converted silently."""
     with pytest.raises(NotImplementedError):
         dec_hook(msgspec.Struct, "x")
+
+
+def test_rate_window_throttles_cannot_exceed_the_window() -> None:
+    """More 429s than answers remembered could never mean congestion: refused, by its key."""
+    env = {"INGEST_YAHOO__RATE_WINDOW": "4", "INGEST_YAHOO__RATE_WINDOW_THROTTLES": "5"}
+    with pytest.raises(ConfigError, match=r"yahoo\.rate_window_throttles .*must be <= rate_window"):
+        load_config(None, env)
+    assert load_config(None, {**env, "INGEST_YAHOO__RATE_WINDOW": "5"}).yahoo.rate_window == 5

@@ -15,9 +15,19 @@ from engine.source import breaker as brk
 from engine.source import ratelimit as rl
 from engine.source.guard import YahooGuard
 
-P = rl.RatePolicy(initial_rps=10, min_rps=0.5, max_rps=40, burst=5, increase_rps=1.0)
+P = rl.RatePolicy(initial_rps=10, min_rps=0.5, max_rps=40, burst=5, increase_rps=1.0,
+                  window_throttles=1)  # every 429 counts as congestion  # fmt: skip
 B = brk.BreakerPolicy(consecutive_failures=3, failure_rate=0.5, min_calls=10, window_s=60,
                       cooldown_s=5, max_cooldown_s=40)  # fmt: skip
+
+
+def _acquire(s: rl.RateState, policy: rl.RatePolicy, now: float) -> tuple[rl.RateState, float]:
+    """Wait (on the simulated clock) until the limiter gives a token: the state and the time."""
+    while True:
+        s, wait = rl.try_acquire(s, policy, now)
+        if wait <= 0:
+            return s, now
+        now += wait + 1e-9
 
 
 class TestRateLimit:
@@ -87,6 +97,87 @@ class TestRateLimit:
         assert t.rate == 2.0 and rl.burst_cap(t, P) == 2.0
         t, _ = rl.try_acquire(t, P, 500.0)
         assert t.tokens <= 2.0
+
+    def test_isolated_429s_do_not_cut_a_run_of_them_does(self) -> None:
+        """With the shipped congestion test (5 of the last 20 answers), a 429 among successes
+        pauses and empties the bucket but keeps the rate; the fifth 429 within 20 answers cuts."""
+        d = rl.RatePolicy()
+        assert (d.window, d.window_throttles) == (20, 5)
+        s = rl.RateState(rate=20.0, tokens=3, updated_at=0)
+        for i in range(4):  # four 429s, each after 3 successes
+            for j in range(3):
+                s = rl.on_success(s, d, 0.01, i + j * 0.1)
+            s = rl.on_throttle(s, d, i + 0.5, sent_at=i + 0.4)
+            assert s.rate >= 20.0 and s.tokens == 0 and s.decreased_at == -1.0
+        assert s.throttles == 4 and s.recent.bit_count() == 4
+        s = rl.on_throttle(s, d, 5.0, sent_at=4.9)
+        assert s.rate == pytest.approx(10.0, rel=0.05) and s.decreased_at == 5.0
+        assert rl.burst_cap(s, d) == pytest.approx(s.rate)
+
+    def test_old_429s_leave_the_window(self) -> None:
+        """Only the last ``window`` answers count: four 429s, then 20 other answers, then one
+        more 429 is isolated again."""
+        d = rl.RatePolicy()
+        s = rl.RateState(rate=20.0, tokens=0, updated_at=0)
+        for _ in range(4):
+            s = rl.on_throttle(s, d, 0.0)
+        for i in range(20):
+            s = rl.on_answer(s, d) if i % 2 else rl.on_success(s, d, 0.01, 1.0)
+        assert s.recent == 0
+        s = rl.on_throttle(s, d, 2.0)
+        assert s.decreased_at == -1.0
+
+    @pytest.mark.parametrize(("p429", "floor_rps"), [(0.05, 20.0), (0.02, 30.0)])
+    def test_random_429s_do_not_collapse_the_rate(self, p429: float, floor_rps: float) -> None:
+        """A server answering a few per cent of requests 429 at random, whatever the rate (the
+        emulator's default fault mix), leaves the rate well above the 10 req/s a 5,000-symbol
+        cycle needs; cutting on every 429 would settle near 4.5 req/s."""
+        import random
+
+        d = rl.RatePolicy()
+        rng = random.Random(7)
+        s, now, rates = rl.RateState.initial(d, 0.0), 0.0, []
+        for _ in range(20_000):
+            s, now = _acquire(s, d, now)
+            if rng.random() < p429:
+                s = rl.on_throttle(s, d, now + 0.01, sent_at=now)
+            else:
+                s = rl.on_success(s, d, 0.01, now + 0.01)
+            rates.append(s.rate)
+        tail = rates[len(rates) // 2 :]
+        assert sum(tail) / len(tail) > floor_rps
+        every = rl.RatePolicy(window_throttles=1)  # the old rule, for contrast
+        s, now, rates = rl.RateState.initial(every, 0.0), 0.0, []
+        for _ in range(20_000):
+            s, now = _acquire(s, every, now)
+            if rng.random() < p429:
+                s = rl.on_throttle(s, every, now + 0.01, sent_at=now)
+            else:
+                s = rl.on_success(s, every, 0.01, now + 0.01)
+            rates.append(s.rate)
+        assert sum(rates[len(rates) // 2 :]) / len(rates[len(rates) // 2 :]) < floor_rps / 2
+
+    def test_a_hard_limit_is_found(self) -> None:
+        """A server that answers 429 to everything above 8 req/s (a token bucket of its own)
+        drives the rate down to about its limit, and keeps it there."""
+        d = rl.RatePolicy(initial_rps=30, burst=30)
+        s, now = rl.RateState.initial(d, 0.0), 0.0
+        server_tokens, server_at, limit = 8.0, 0.0, 8.0
+        throttled = answered = 0
+        for _ in range(20_000):
+            s, now = _acquire(s, d, now)
+            server_tokens = min(8.0, server_tokens + (now - server_at) * limit)
+            server_at = now
+            answered += 1
+            if server_tokens >= 1:
+                server_tokens -= 1
+                s = rl.on_success(s, d, 0.01, now + 0.01)
+            else:
+                throttled += 1
+                s = rl.on_throttle(s, d, now + 0.01, sent_at=now)
+            now += 0.01
+        assert s.rate < 3 * limit
+        assert throttled / answered < 0.25
 
     def test_budget(self) -> None:
         """The cycle budget is what the bucket holds plus one interval of refill."""
