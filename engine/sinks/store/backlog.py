@@ -274,5 +274,5 @@ class Backlog:
         self._retry_at = 0.0
         self._spilling = True
         await self._spill(self._take_all())
-        if self._pending:
-            logger.error("quotes_lost", extra={"rows": self._pending_rows})
+        # rows still pending now were either put back by a failed spill (``spill_failed``) or
+        # submitted while it ran: the caller decides whether that is a loss (at exit it is)

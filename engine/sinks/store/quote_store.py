@@ -254,6 +254,8 @@ class QuoteStore(AsyncResource):
             await self._tasks.stop()  # waits for a spill in progress
         finally:
             await self._backlog.spill_all()
+            if not self._backlog.durable():  # only in memory, and the process is ending
+                logger.error("quotes_lost", extra={"rows": self._backlog.rows_queued})
             await self._db.close()
 
     # -- start-up and background work ----------------------------------------------------------

@@ -163,3 +163,23 @@ async def test_spill_all_spills_the_batch_being_written(tmp_path: Path) -> None:
     assert sorted(q.symbol for b in again.written for q in b) == sorted(
         [f"A{i}" for i in range(40)] + [f"B{i}" for i in range(10)]
     )
+
+
+async def test_rows_submitted_during_spill_all_are_kept_not_called_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flush timeout spills while the engine keeps submitting: what arrives during the spill
+    stays queued for the writer (not durable yet) and is no ``quotes_lost`` (it was logged as
+    lost, falsely, during a soak's PostgreSQL outage)."""
+    h = Harness(tmp_path)
+    h.backlog.add(batch(7, "A"))
+    asyncio.get_running_loop().call_soon(h.backlog.add, batch(3, "B"))  # during the spill
+    with caplog.at_level(logging.ERROR, logger="engine.sinks.store.backlog"):
+        await h.backlog.spill_all()
+    assert "quotes_lost" not in [r.getMessage() for r in caplog.records]
+    assert h.backlog.rows_spilled == 7 and h.backlog.rows_queued == 3
+    assert not h.backlog.durable()
+    await h.backlog.write_next(h.write)
+    assert [len(b) for b in h.written] == [7]  # the spill file first, then the late rows
+    await h.backlog.write_next(h.write)
+    assert [len(b) for b in h.written] == [7, 3] and h.backlog.idle()
