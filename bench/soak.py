@@ -94,11 +94,19 @@ STAGES: dict[str, tuple[str, dict[str, str], str | None]] = {
 EVENTS = (  # engine log events worth counting over a soak
     *("child_died", "nats_disconnected", "nats_reconnected", "outbox_started", "quotes_spilled"),
     *("quotes_lost", "quotes_dropped", "reload_requested", "task_failed", "publisher_fatal"),
-    "stream_created", "worker_share_refetch", "worker_share_lost", "stage_stalled",
+    "stream_created",
+    "worker_share_refetch",
+    "worker_share_lost",
+    "stage_stalled",
 )
 NOTABLE = (  # events kept whole in the report (the first few of each), to explain a failure
-    "quotes_lost", "quotes_dropped", "task_failed", "publisher_fatal", "worker_share_lost",
-    "stage_stalled", "spill_failed",
+    "quotes_lost",
+    "quotes_dropped",
+    "task_failed",
+    "publisher_fatal",
+    "worker_share_lost",
+    "stage_stalled",
+    "spill_failed",
 )
 TARGETS = {
     "symbol_error_rate": 0.0005,

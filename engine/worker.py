@@ -188,4 +188,5 @@ def worker_main(
 ) -> None:
     """Entry point of a forked worker process."""
     child_init(parent_pid, config, f"ingest-worker-{worker_id}")
+    ring.populate()
     run_loop(Worker(worker_id, config, ring, notify_fd, conn, guard).run())

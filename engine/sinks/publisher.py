@@ -268,4 +268,6 @@ def publisher_main(
 ) -> None:
     """Entry point of the forked publisher process."""
     child_init(parent_pid, config, "ingest-publish")
+    for ring in rings:
+        ring.populate()
     run_loop(Publisher(config, rings, notify_fds, conn).run())
