@@ -79,25 +79,16 @@ async def stream_tail(js: Any, stream: str) -> Tail | None:
     return Tail(last_seq=int(info.state.last_seq), last_time=when)
 
 
+_SHARED_FIELDS: Final = tuple(f for f in Quote.__struct_fields__ if f != "ingest_time_ns")
+"""The message carries every field of the quote as it is, except the ingest time (ISO text)."""
+
+
 def to_quote(payload: bytes) -> Quote:
     """The quote a ``data.market.quote`` message carries (ValueError if it is not one)."""
     m = _decode(payload)
     ingest = datetime.fromisoformat(m.ingest_time)
-    return Quote(
-        symbol=m.symbol,
-        price=m.price,
-        volume=m.volume,
-        change_percent=m.change_percent,
-        market_time=m.market_time,
-        market_state=m.market_state,
-        currency=m.currency,
-        exchange=m.exchange,
-        source=m.source,
-        ingest_time_ns=(ingest - _EPOCH) // _US * 1000,
-        correlation_id=m.correlation_id,
-        cycle=m.cycle,
-        stale=m.stale,
-    )
+    shared = {f: getattr(m, f) for f in _SHARED_FIELDS}
+    return Quote(**shared, ingest_time_ns=(ingest - _EPOCH) // _US * 1000)
 
 
 class _Writer:
