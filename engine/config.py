@@ -139,12 +139,18 @@ class WorkersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 OnInvalid = Literal["reject", "skip"]
-"""What a bad line of the symbols file does: stop the load, or be skipped (and logged)."""
+"""What an unusable line of the symbols file does: stop the load, or be skipped (summarised in
+one ``symbols_skipped`` warning and counted in ``ingestion_symbols_skipped``)."""
 
 
 class SymbolsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     file: str = "symbols.json"
-    on_invalid: OnInvalid = "reject"
+    on_invalid: OnInvalid = "skip"
+    """``skip``: drop unusable lines (one summarised warning, a metric); ``reject``: refuse the
+    whole file (strict: exit 2 at start, the old universe kept on SIGHUP)."""
+    translate_nasdaq: bool = True
+    """Translate Nasdaq-screener and dot notation (``BRK/B``, ``ABR^D``, ``RAC/WS``, ``BRK.B``)
+    into Yahoo's (``BRK-B``, ``ABR-PD``, ``RAC-WT``); false: such a line is unusable."""
 
 
 class NatsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
