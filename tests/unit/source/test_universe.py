@@ -314,6 +314,7 @@ class TestTranslation:
         rows = [f"R{i}/B" for i in range(40)] + [f"bad{i}" for i in range(300)]
         u = load_symbols(write(tmp_path, "s.csv", "symbol\n" + "\n".join(rows) + "\n"))
         caplog.set_level("INFO", logger="engine.source.universe")
+        caplog.clear()
         log_notes(u)
         translated = [r for r in caplog.records if r.getMessage() == "symbols_translated"]
         skipped = [r for r in caplog.records if r.getMessage() == "symbols_skipped"]
@@ -330,6 +331,7 @@ class TestTranslation:
     ) -> None:
         u = load_symbols(write(tmp_path, "s.json", '["AAPL"]'))
         caplog.set_level("INFO", logger="engine.source.universe")
+        caplog.clear()
         log_notes(u)
         assert not caplog.records
 
