@@ -139,12 +139,18 @@ class WorkersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 OnInvalid = Literal["reject", "skip"]
-"""What a bad line of the symbols file does: stop the load, or be skipped (and logged)."""
+"""What an unusable line of the symbols file does: stop the load, or be skipped (summarised in
+one ``symbols_skipped`` warning and counted in ``ingestion_symbols_skipped``)."""
 
 
 class SymbolsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     file: str = "symbols.json"
-    on_invalid: OnInvalid = "reject"
+    on_invalid: OnInvalid = "skip"
+    """``skip``: drop unusable lines (one summarised warning, a metric); ``reject``: refuse the
+    whole file (strict: exit 2 at start, the old universe kept on SIGHUP)."""
+    translate_nasdaq: bool = True
+    """Translate Nasdaq-screener and dot notation (``BRK/B``, ``ABR^D``, ``RAC/WS``, ``BRK.B``)
+    into Yahoo's (``BRK-B``, ``ABR-PD``, ``RAC-WT``); false: such a line is unusable."""
 
 
 class NatsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -206,8 +212,15 @@ class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ValidationSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    min_price: Annotated[float, msgspec.Meta(ge=0)] = 0.01
-    max_price: PositiveFloat = 100_000.0
+    max_move: Annotated[float, msgspec.Meta(gt=1, le=1000)] = 5.0
+    """A price more than ``max_move`` times (or less than 1/``max_move``) its own reference
+    (previous close, else day range, else 52-week range, from the same quote) is held as
+    ``price_unconfirmed`` until a second read confirms it (engine/plausibility.py)."""
+    min_price: PositiveFloat = 0.0001
+    max_price: PositiveFloat = 10_000_000.0
+    """Absolute bounds (inclusive): only for a quote without any reference and for a confirmed
+    move beyond ``max_move``; wide enough for sub-cent warrants and BRK-A (~$740,000). The seed's
+    literal bounds, applied to every quote, were 0.01..100,000."""
     max_age_regular_s: PositiveFloat = 300.0
     max_future_skew_s: PositiveFloat = 120.0
     dlq_dedupe_s: Annotated[float, msgspec.Meta(ge=0)] = 3600.0

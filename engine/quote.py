@@ -8,7 +8,8 @@
   ``data.market.dlq``; ``schemas/*.schema.json`` are generated from these and a test keeps them
   in sync.
 * :func:`validate` - the pure rule set: a :class:`YahooQuote` in, a :class:`Quote` or a
-  :class:`Rejection` out, with the clock passed in.
+  :class:`Rejection` out, with the clock passed in. Whether the price is plausible is judged
+  against the quote's own reference (:mod:`engine.plausibility`).
 """
 
 from __future__ import annotations
@@ -17,19 +18,21 @@ import enum
 import functools
 import math
 import time
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
 from engine.config import ValidationSettings
+from engine.plausibility import Verdict, judge_price, reference
 
 SCHEMA_VERSION: Final = 1
 
 
 Rules = ValidationSettings
-"""Bounds of :func:`validate`: the config's ``[validation]`` section, whose defaults are the
-product spec (prices exclusive, in USD). With the spec's ``max_price`` BRK-A (~$740k) is rejected
-as ``price_out_of_range``; raise ``validation.max_price`` to accept it."""
+"""Bounds of :func:`validate`: the config's ``[validation]`` section: ``max_move`` (how far a price
+may be from its own reference), ``min_price``/``max_price`` (absolute bounds, inclusive, for a
+price without reference or a confirmed out-of-band move; :mod:`engine.plausibility`), and the
+age rules."""
 
 DEFAULT_RULES: Final = Rules()
 
@@ -58,6 +61,7 @@ class RejectReason(enum.IntEnum):
     VOLUME_OUT_OF_RANGE = 13  # volume does not fit a signed 64-bit integer
     UNREQUESTED_SYMBOL = 14  # the answer carries a symbol the request did not ask for
     ENCODING_FAILED = 15  # passed validation but could not be written or built: quarantined
+    PRICE_UNCONFIRMED = 16  # beyond max_move of its own reference: held until a read confirms it
 
     @property
     def label(self) -> str:
@@ -69,7 +73,11 @@ MARKET_STATES: Final[tuple[str, ...]] = ("PREPRE", "PRE", "REGULAR", "POST", "PO
 
 
 class YahooQuote(msgspec.Struct, frozen=True, rename="camel"):
-    """One v7 quote as Yahoo sends it (``formatted=false``). Only fields we read are declared."""
+    """One v7 quote as Yahoo sends it (``formatted=false``). Only fields we read are declared.
+
+    The reference prices (previous close, day and 52-week ranges) are read as they come: one
+    that is absent, not a number or not finite is no reference (:func:`plausibility.positive`),
+    and never makes the quote malformed."""
 
     symbol: str
     quote_type: str | None = None
@@ -80,6 +88,11 @@ class YahooQuote(msgspec.Struct, frozen=True, rename="camel"):
     regular_market_change_percent: float | None = None
     currency: str | None = None
     exchange: str | None = None
+    regular_market_previous_close: Any = None
+    regular_market_day_low: Any = None
+    regular_market_day_high: Any = None
+    fifty_two_week_low: Any = None
+    fifty_two_week_high: Any = None
 
 
 class Quote(msgspec.Struct, frozen=True):
@@ -216,7 +229,38 @@ def _rejection(raw: YahooQuote, reason: RejectReason, detail: str) -> Rejection:
     )
 
 
-def _broken_rule(raw: YahooQuote, now_s: float, rules: Rules) -> tuple[RejectReason, str] | None:
+_PRICE_REASON: Final = {
+    Verdict.OUT_OF_RANGE: RejectReason.PRICE_OUT_OF_RANGE,
+    Verdict.UNCONFIRMED: RejectReason.PRICE_UNCONFIRMED,
+}
+
+
+def _price_rule(
+    raw: YahooQuote, price: float, rules: Rules, held: float | None
+) -> tuple[RejectReason, str] | None:
+    """None if the price is plausible against the quote's own reference, else the reason and
+    the detail (:mod:`engine.plausibility`)."""
+    ref = reference(
+        raw.regular_market_previous_close,
+        raw.regular_market_day_low,
+        raw.regular_market_day_high,
+        raw.fifty_two_week_low,
+        raw.fifty_two_week_high,
+    )
+    j = judge_price(
+        price,
+        ref,
+        min_price=rules.min_price,
+        max_price=rules.max_price,
+        max_move=rules.max_move,
+        held=held,
+    )
+    return None if j.ok else (_PRICE_REASON[j.verdict], j.detail)
+
+
+def _broken_rule(
+    raw: YahooQuote, now_s: float, rules: Rules, held: float | None = None
+) -> tuple[RejectReason, str] | None:
     """The first rule ``raw`` breaks, with the detail naming the value; None if it passes."""
     if raw.quote_type == "NONE":
         return RejectReason.NOT_TRADED, "quoteType NONE (delisted or renamed)"
@@ -230,11 +274,9 @@ def _broken_rule(raw: YahooQuote, now_s: float, rules: Rules) -> tuple[RejectRea
         return RejectReason.MISSING_MARKET_STATE, "marketState absent"
     if state not in MARKET_STATES:
         return RejectReason.UNKNOWN_MARKET_STATE, f"marketState={state!r}"
-    if not (math.isfinite(price) and rules.min_price < price < rules.max_price):
-        return (
-            RejectReason.PRICE_OUT_OF_RANGE,
-            f"price={price!r} not in ({rules.min_price}, {rules.max_price})",
-        )
+    broken_price = _price_rule(raw, price, rules, held)
+    if broken_price is not None:
+        return broken_price
     if vol is None:
         return RejectReason.MISSING_VOLUME, "regularMarketVolume absent"
     if vol < 0:
@@ -254,14 +296,18 @@ def _broken_rule(raw: YahooQuote, now_s: float, rules: Rules) -> tuple[RejectRea
     return None
 
 
-def validate(raw: YahooQuote, *, now_s: float, rules: Rules = DEFAULT_RULES) -> Quote | Rejection:
+def validate(
+    raw: YahooQuote, *, now_s: float, rules: Rules = DEFAULT_RULES, held: float | None = None
+) -> Quote | Rejection:
     """Apply the product's quote rules: the :class:`Quote`, or the :class:`Rejection` saying why.
 
-    ``now_s`` is the caller's clock (epoch seconds); the returned :class:`Quote` has placeholder
-    ``source``/``ingest_time_ns``/``correlation_id`` that the caller fills with
-    :func:`msgspec.structs.replace` (kept out of here so this stays pure).
+    ``now_s`` is the caller's clock (epoch seconds); ``held`` the out-of-band price of this
+    symbol's previous read that may confirm this one (:class:`plausibility.HeldMoves`; a
+    ``price_unconfirmed`` rejection asks the caller to hold its price). The returned
+    :class:`Quote` has placeholder ``source``/``ingest_time_ns``/``correlation_id`` that the
+    caller fills with :func:`msgspec.structs.replace` (kept out of here so this stays pure).
     """
-    broken = _broken_rule(raw, now_s, rules)
+    broken = _broken_rule(raw, now_s, rules, held)
     if broken is not None:
         return _rejection(raw, *broken)
     # the rules above guarantee these are present

@@ -57,7 +57,7 @@ from engine.runtime.shutdown import ShutdownBudget
 from engine.runtime.status import EngineStatus
 from engine.runtime.tasks import TaskSupervisor
 from engine.sinks.publisher import publisher_main
-from engine.source.universe import Universe, load_symbols
+from engine.source.universe import Universe, load_configured, log_notes
 from engine.worker import worker_main
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class Supervisor:
 
     def _use(self, universe: Universe) -> None:
         self.universe = universe
+        metrics.set_universe(len(universe), len(universe.skipped), len(universe.translated))
         self.shared.assign(universe)
         self.book.tracker = QualityTracker.for_universe(universe.symbols, universe.meta)
 
@@ -370,7 +371,6 @@ class Supervisor:
 async def run_engine(
     config: Config, *, once: bool = False, timeout_s: float | None = None, out: TextIO = sys.stdout
 ) -> int:
-    universe = load_symbols(config.symbols.file, config.symbols.on_invalid)
-    for problem in universe.skipped:
-        log.warning("symbol_skipped", extra={"problem": str(problem)})
+    universe = load_configured(config.symbols)
+    log_notes(universe)
     return await Supervisor(config, universe, out=out).run(once=once, timeout_s=timeout_s)

@@ -150,7 +150,8 @@ DESCRIPTIONS: Final[Mapping[type[msgspec.Struct], Mapping[str, str]]] = {
     quote.QuoteMessage: {
         **_COMMON,
         "source": "Where the quote came from: 'yahoo_v7' (the v7 quote API).",
-        "price": "regularMarketPrice, in `currency` units; min_price < price < max_price.",
+        "price": "regularMarketPrice, in `currency` units; > 0 and plausible against the "
+        "quote's own reference (docs/errors.md, Plausible prices).",
         "volume": "regularMarketVolume (shares traded in the regular session), >= 0.",
         "change_percent": "regularMarketChangePercent in percent (1.5 = +1.5 %); null if absent.",
         "timestamp": "The quote's market time, ISO-8601 UTC to the second.",

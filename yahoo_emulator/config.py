@@ -10,8 +10,8 @@ Probabilities are per request (``fault_429``, ``fault_5xx``, ``fault_html``, ``f
 ``fault_reset``, ``fault_stall``, ``fault_crumb_text``) or per v7 response (``fault_invalid_quote``,
 ``fault_stale_quote``: one quote of the batch is damaged) or per quote (``fault_poison_quote``: a
 share of the quotes carries an extreme value of ``poison_kinds``; ``poison_symbols`` names symbols
-whose quote is always poisoned, ``SYMBOL=kind``). All draws come from RNGs seeded with ``seed``,
-so a sequential client sees the same faults on every run.
+whose quote is always poisoned, ``SYMBOL=kind``, kind a poison or an invalid kind). All draws
+come from RNGs seeded with ``seed``, so a sequential client sees the same faults on every run.
 """
 
 from __future__ import annotations
@@ -118,10 +118,10 @@ class EmulatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
             raise ValueError("poison_kinds: must name at least one kind")
         for entry in self.poison_symbols:
             sym, _, kind = entry.partition("=")
-            if not sym or kind not in POISON_KINDS:
+            if not sym or kind not in POISON_KINDS + INVALID_KINDS:
                 raise ValueError(
                     f"poison_symbols: {entry!r} is not SYMBOL=kind with kind one of "
-                    + ",".join(POISON_KINDS)
+                    + ",".join(POISON_KINDS + INVALID_KINDS)
                 )
 
 
@@ -172,7 +172,8 @@ HELP: Final[dict[str, str]] = {
     "fault_poison_quote": "probability EACH quote of a v7 response carries an extreme value "
     "(see poison_kinds)",
     "poison_kinds": "comma list: " + ",".join(POISON_KINDS),
-    "poison_symbols": "comma list of SYMBOL=kind: these symbols' quotes are always poisoned",
+    "poison_symbols": "comma list of SYMBOL=kind: these symbols' quotes are always poisoned "
+    "(kind: a poison kind, or an invalid kind such as huge_price or zero_price)",
     "access_log": "JSON-lines access log file (empty = none)",
     "access_log_symbols": "also write the requested symbols (comma list) of each v7 quote request "
     "to the access log (benches measuring per-symbol refresh times)",

@@ -35,7 +35,7 @@ from aiohttp import web
 
 from yahoo_emulator import fmt
 from yahoo_emulator.auth import AuthStore, cookie_from_header
-from yahoo_emulator.config import EmulatorConfig
+from yahoo_emulator.config import INVALID_KINDS, EmulatorConfig
 from yahoo_emulator.faults import Faults
 from yahoo_emulator.market import Market, tz_info
 from yahoo_emulator.poison import poison as poison_row
@@ -579,7 +579,10 @@ class QuoteRenderer:
             row_symbols = [s for s, p in zip(live, positions, strict=True) if p >= 0]
             hits = poison(row_symbols)
             for idx, kind in hits:
-                poison_row(rows[idx], kind, row_symbols[idx])
+                if kind in INVALID_KINDS:  # poison_symbols may also name an invalid kind
+                    _damage(rows[idx], kind, now)
+                else:
+                    poison_row(rows[idx], kind, row_symbols[idx])
         if formatted:
             objects = [self._formatted(pos, row, sel) for pos, row in zip(order, rows, strict=True)]
         else:

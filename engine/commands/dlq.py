@@ -6,8 +6,11 @@
   - ``unpublishable`` letters (JetStream refused the message itself) are published again,
     verbatim, to their original subject with their original ``Nats-Msg-Id``;
   - ``rejected`` quotes are validated again under the *current* rules (as of the time they were
-    fetched, so staleness is judged as it was then) - e.g. after raising ``validation.max_price``
-    for BRK-A - and those that now pass are published as quotes.
+    fetched, so staleness is judged as it was then) - e.g. after raising
+    ``validation.max_age_regular_s`` - and those that now pass are published as quotes. A
+    letter carries no reference price, so its price is judged by the absolute bounds alone, and
+    ``price_unconfirmed`` letters are not re-driven (``unconfirmed``): a genuine move was
+    published by the read that confirmed it.
 
   The quotes re-driven are then written to PostgreSQL and to the Redis latest quote (where
   newer), through the publisher's own :class:`~engine.sinks.store.QuoteStore` and
@@ -36,6 +39,7 @@ from engine.quote import (
     Quote,
     QuoteMessage,
     Rejection,
+    RejectReason,
     Rules,
     YahooQuote,
     validate,
@@ -161,6 +165,10 @@ def _replay_of(d: DlqMessage, rules: Rules, subject: str) -> Replay | str:
         msg_id = d.original_msg_id or ""
         out = OutMessage(False, msg_id, payload, d.cycle, d.original_subject or subject)
         return Replay(out, _quote_of(payload))
+    if d.kind == "rejected" and d.reason == RejectReason.PRICE_UNCONFIRMED.label:
+        # the letter does not carry the reference it was judged against; a genuine move was
+        # published by the read that confirmed it (engine/plausibility.py)
+        return "unconfirmed"
     if d.kind == "rejected":
         return _requote(d, rules, subject) or "still_invalid"
     return "not_replayable"

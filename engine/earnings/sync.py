@@ -53,7 +53,7 @@ from engine.errors import (
     UpstreamPayloadError,
     UpstreamStatusError,
 )
-from engine.source.universe import load_symbols
+from engine.source.universe import load_configured
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def universe_loader(config: Config, settings: EarningsSettings) -> UniverseLoade
     def load() -> frozenset[str] | None:
         if not settings.restrict_to_universe:
             return None
-        return frozenset(load_symbols(config.symbols.file, config.symbols.on_invalid).symbols)
+        return frozenset(load_configured(config.symbols).symbols)
 
     return load
 

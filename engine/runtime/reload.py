@@ -11,7 +11,7 @@ import logging
 
 from engine.config import Config
 from engine.errors import SymbolsError
-from engine.source.universe import Universe, load_symbols
+from engine.source.universe import Universe, load_configured, log_notes
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def reload_symbols(config: Config, current: Universe) -> Universe | None:
     """The universe the symbols file holds now, or None to keep ``current`` (logged either way)."""
     path = config.symbols.file
     try:
-        universe = load_symbols(path, config.symbols.on_invalid)
+        universe = load_configured(config.symbols)
     except SymbolsError as exc:
         log.error(
             "symbols_reload_rejected",
@@ -48,11 +48,10 @@ def reload_symbols(config: Config, current: Universe) -> Universe | None:
             },
         )
         return None
-    for sym in universe.skipped:
-        log.warning("symbol_skipped", extra={"file": path, "problem": str(sym)})
     if universe.digest == current.digest:
         log.info("symbols_unchanged", extra={"file": path})
         return None
+    log_notes(universe)
     log.info(
         "symbols_reloaded",
         extra={"file": path, "before": len(current.symbols), "after": len(universe.symbols)},

@@ -1,5 +1,9 @@
 """A worker's sink: validate, de-duplicate and append quotes to the worker's own ring.
 
+A price beyond ``validation.max_move`` of its own reference is rejected as ``price_unconfirmed``
+and its price held (:class:`~engine.plausibility.HeldMoves`, bounded); the symbol's next read
+that confirms it is published (:mod:`engine.plausibility`).
+
 A quote that passed validation but does not fit a ring record is quarantined by
 :func:`~engine.records.to_records` (an ``encoding_failed`` rejection row): counted as rejected
 here, logged once per batch (``records_quarantined``) and in
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 
 from engine.observe import metrics
+from engine.plausibility import HeldMoves
 from engine.quote import Rejection, RejectReason, Rules, validate
 from engine.records import to_records
 from engine.ringbuf import KIND_REJECTION, LastSeenTable, Records, Ring
@@ -42,6 +47,8 @@ class RingSink:
     index_of: dict[str, int] = field(default_factory=dict)
     """Symbol -> row of :attr:`last_seen`."""
     full_waits: int = 0
+    held: HeldMoves = field(default_factory=HeldMoves)
+    """Out-of-band prices of this worker's symbols awaiting a confirming read."""
 
     def _on_full(self) -> None:
         self.full_waits += 1
@@ -62,11 +69,15 @@ class RingSink:
         unchanged = []
         written: list[tuple[int, int, int]] = []
         rejections: list[Rejection] = []
+        held = self.held
         for yq in got.quotes:
-            q = validate(yq, now_s=now, rules=self.rules)
+            q = validate(yq, now_s=now, rules=self.rules, held=held.get(yq.symbol, cycle))
             if isinstance(q, Rejection):
+                if q.reason is RejectReason.PRICE_UNCONFIRMED and q.price is not None:
+                    held.hold(q.symbol, q.price, cycle)
                 rejections.append(q)
                 continue
+            held.release(q.symbol)
             counts.regular += q.market_state == "REGULAR"
             idx = self.index_of.get(q.symbol)
             if idx is not None and times is not None:

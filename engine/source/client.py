@@ -18,7 +18,8 @@ from engine.source.session import YahooSession
 
 QUOTE_PATH: Final = "/v7/finance/quote"
 
-# Every field validate() reads; the base set would omit currency/volume/change percent.
+# Every field validate() reads; the base set would omit currency/volume/change percent. The
+# last five are the price's own references (engine/plausibility.py).
 QUOTE_FIELDS: Final = ",".join(
     (
         "symbol",
@@ -30,6 +31,11 @@ QUOTE_FIELDS: Final = ",".join(
         "regularMarketChangePercent",
         "currency",
         "exchange",
+        "regularMarketPreviousClose",
+        "regularMarketDayLow",
+        "regularMarketDayHigh",
+        "fiftyTwoWeekLow",
+        "fiftyTwoWeekHigh",
     )
 )
 

@@ -1,13 +1,17 @@
 """The symbol universe: the symbols file (JSON or CSV) loaded into a :class:`Universe`.
 
 :func:`load_symbols` reads a JSON list (strings, or objects with a ``symbol`` key and optional
-``name``/``sector``/``exchange``) or a CSV with a ``symbol`` column. Every problem is reported as
-``(line, symbol, reason)``; JSON line numbers are those of the element in the file text (found by
-decoding the top-level list one element at a time with :meth:`json.JSONDecoder.raw_decode`). In
-``reject`` mode any problem raises :class:`~engine.errors.SymbolsError` listing them all; in
-``skip`` mode bad lines are dropped and returned in :attr:`Universe.skipped` for the caller to
-log. The result is a frozen :class:`Universe` with a content digest, so a reload can tell whether
-anything changed. Each symbol must pass :func:`engine.source.notation.check_symbol`.
+``name``/``sector``/``exchange``) or a CSV with a ``symbol`` column (the Nasdaq screener's export
+is one). Each entry goes through :func:`engine.source.notation.normalise`: Yahoo symbols are kept,
+Nasdaq-screener and dot notation (``BRK/B``, ``ABR^D``, ``RAC.WS``) is translated to Yahoo's
+(``symbols.translate_nasdaq``, default on) and listed in :attr:`Universe.translated`. Every
+problem is reported as ``(line, symbol, reason)``; JSON line numbers are those of the element in
+the file text (found by decoding the top-level list one element at a time with
+:meth:`json.JSONDecoder.raw_decode`). In ``skip`` mode (the default) bad lines are dropped and
+returned in :attr:`Universe.skipped`; in ``reject`` mode any problem raises
+:class:`~engine.errors.SymbolsError` listing them all. :func:`log_notes` logs what was translated
+and skipped in one line each. The result is a frozen :class:`Universe` with a content digest, so
+a reload can tell whether anything changed.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import msgspec
 
 from engine.config import OnInvalid, SymbolsSettings
 from engine.errors import ConfigError, SymbolsError
-from engine.source.notation import check_symbol
+from engine.source.notation import normalise
 from engine.source.symbolfile import (
     FileFormatError,
     Row,
@@ -42,7 +46,11 @@ MAX_FILE_BYTES: Final = 50 * 1024 * 1024
 """A symbols file larger than this is refused before it is read (5,000 symbols are ~0.5 MB)."""
 MESSAGE_PROBLEMS: Final = 5
 """How many problems a :class:`SymbolsError` message quotes (all of them are in ``problems``)."""
+LOG_EXAMPLES: Final = 5
+"""How many translations and skipped lines the ``symbols_translated``/``symbols_skipped`` log
+lines quote (the counts cover all of them)."""
 _DEFAULT_MODE: Final = SymbolsSettings().on_invalid
+_DEFAULT_TRANSLATE: Final = SymbolsSettings().translate_nasdaq
 _ALLOWED_MODES: Final = ", ".join(repr(m) for m in get_args(OnInvalid))
 _SAFE_SHOW_RE: Final = re.compile(r"[!-~](?:[ -~]{0,38}[!-~])?")  # printable ASCII, trimmed
 
@@ -66,12 +74,21 @@ class Problem(NamedTuple):
     reason: str
 
 
+class Translation(NamedTuple):
+    """One entry of a symbols file written in exchange notation, and its Yahoo symbol."""
+
+    line: int
+    written: str
+    symbol: str
+
+
 class Universe(msgspec.Struct, frozen=True, kw_only=True):
     """A loaded symbols file.
 
-    ``symbols`` keeps file order; ``meta`` holds only symbols that had descriptive fields;
-    ``skipped`` lists the lines dropped in ``skip`` mode; ``digest`` is the SHA-256 (hex) of the
-    symbols in order, so equal digests mean the same universe and the same shards.
+    ``symbols`` keeps file order (in Yahoo notation); ``meta`` holds only symbols that had
+    descriptive fields; ``skipped`` lists the lines dropped in ``skip`` mode; ``translated`` the
+    entries translated from exchange notation; ``digest`` is the SHA-256 (hex) of the symbols in
+    order, so equal digests mean the same universe and the same shards.
     """
 
     symbols: tuple[str, ...]
@@ -79,17 +96,24 @@ class Universe(msgspec.Struct, frozen=True, kw_only=True):
     skipped: tuple[Problem, ...]
     source: str
     digest: str
+    translated: tuple[Translation, ...] = ()
 
     def __len__(self) -> int:
         return len(self.symbols)
 
 
-def load_symbols(path: str | os.PathLike[str], on_invalid: OnInvalid = _DEFAULT_MODE) -> Universe:
+def load_symbols(
+    path: str | os.PathLike[str],
+    on_invalid: OnInvalid = _DEFAULT_MODE,
+    *,
+    translate: bool = _DEFAULT_TRANSLATE,
+) -> Universe:
     """Load and validate a symbols file (JSON or CSV, chosen by extension, else by content).
 
-    Raises :class:`~engine.errors.SymbolsError` if the file is unreadable, not UTF-8, not JSON
-    or CSV, over :data:`MAX_FILE_BYTES`, yields no valid symbol, or (``reject`` mode) has any
-    bad line. ``problems`` on the error lists every ``(line, symbol, reason)``.
+    ``translate``: translate Nasdaq-screener and dot notation into Yahoo's (else such an entry
+    is a problem). Raises :class:`~engine.errors.SymbolsError` if the file is unreadable, not
+    UTF-8, not JSON or CSV, over :data:`MAX_FILE_BYTES`, yields no valid symbol, or (``reject``
+    mode) has any bad line. ``problems`` on the error lists every ``(line, symbol, reason)``.
     """
     if on_invalid not in get_args(OnInvalid):
         raise ConfigError(
@@ -100,7 +124,7 @@ def load_symbols(path: str | os.PathLike[str], on_invalid: OnInvalid = _DEFAULT_
     text = _read_text(p)
     try:
         fmt = detect_format(p, text)
-        n_rows, (symbols, meta, problems) = _parse_and_check(fmt, text)
+        n_rows, (symbols, meta, problems, translated) = _parse_and_check(fmt, text, translate)
     except FileFormatError as exc:
         raise SymbolsError(f"symbols file {str(p)!r} line {exc.line}: {exc.reason}") from None
     if problems and on_invalid == "reject":
@@ -118,6 +142,7 @@ def load_symbols(path: str | os.PathLike[str], on_invalid: OnInvalid = _DEFAULT_
         skipped=tuple(problems),
         source=str(p),
         digest=hashlib.sha256("\n".join(symbols).encode("ascii")).hexdigest(),
+        translated=tuple(translated),
     )
     logger.info(
         "symbols_loaded",
@@ -126,27 +151,34 @@ def load_symbols(path: str | os.PathLike[str], on_invalid: OnInvalid = _DEFAULT_
             "format": fmt,
             "count": len(symbols),
             "skipped": len(problems),
+            "translated": len(translated),
             "digest": universe.digest[:12],
         },
     )
     return universe
 
 
+def load_configured(settings: SymbolsSettings) -> Universe:
+    """:func:`load_symbols` as ``[symbols]`` configures it (file, on_invalid, translate_nasdaq)."""
+    return load_symbols(settings.file, settings.on_invalid, translate=settings.translate_nasdaq)
+
+
 def _parse_and_check(
-    fmt: Literal["json", "csv"], text: str
-) -> tuple[int, tuple[list[str], dict[str, SymbolMeta], list[Problem]]]:
+    fmt: Literal["json", "csv"], text: str, translate: bool
+) -> tuple[int, Checked]:
     """Rows parsed and checked. A well-formed JSON file takes one msgspec decode (no line
-    numbers needed); any problem sends it down the slow path, which knows every line."""
+    numbers needed); any problem or translation sends it down the slow path, which knows every
+    line."""
     if fmt == "json":
         fast = parse_json_fast(text)
         if fast is not None:
-            checked = _apply_rules(fast)
-            if not checked[2]:
+            checked = _apply_rules(fast, translate)
+            if not checked.problems and not checked.translated:
                 return len(fast), checked
         rows = parse_json(text)
     else:
         rows = parse_csv(text)
-    return len(rows), _apply_rules(rows)
+    return len(rows), _apply_rules(rows, translate)
 
 
 def _reject_message(p: Path, problems: Sequence[Problem], n_rows: int) -> str:
@@ -206,25 +238,64 @@ def _decode(data: bytes, where: str) -> str:
         ) from None
 
 
-def _apply_rules(rows: Iterable[Row]) -> tuple[list[str], dict[str, SymbolMeta], list[Problem]]:
-    """Symbol rules and duplicate detection; first occurrence of a symbol wins."""
-    symbols: list[str] = []
-    meta: dict[str, SymbolMeta] = {}
+class Checked(NamedTuple):
+    """The rows of a file after the symbol rules."""
+
+    symbols: list[str]
+    meta: dict[str, SymbolMeta]
+    problems: list[Problem]
+    translated: list[Translation]
+
+
+def _apply_rules(rows: Iterable[Row], translate: bool) -> Checked:
+    """Symbol rules (:func:`~engine.source.notation.normalise`) and duplicate detection, on the
+    Yahoo symbol (``BRK/B`` and ``BRK-B`` are the same); the first occurrence wins."""
+    out = Checked([], {}, [], [])
     first_line: dict[str, int] = {}
-    problems: list[Problem] = []
     for row in rows:
-        reason = row.error or check_symbol(row.symbol)
+        symbol: str | None = None
+        reason = row.error
         if reason is None:
-            assert isinstance(row.symbol, str)
-            seen = first_line.get(row.symbol)
-            if seen is not None:
-                reason = f"duplicate of line {seen}"
-        if reason is not None:
-            problems.append(Problem(row.line, _show(row.symbol), reason))
+            symbol, reason = normalise(row.symbol, translate=translate)
+        if symbol is not None and (seen := first_line.get(symbol)) is not None:
+            same = "" if symbol == row.symbol else f" ({symbol} in Yahoo notation)"
+            symbol, reason = None, f"duplicate of line {seen}{same}"
+        if symbol is None:
+            out.problems.append(Problem(row.line, _show(row.symbol), reason or "unusable"))
             continue
-        assert isinstance(row.symbol, str)
-        first_line[row.symbol] = row.line
-        symbols.append(row.symbol)
+        if symbol != row.symbol:
+            assert isinstance(row.symbol, str)
+            out.translated.append(Translation(row.line, row.symbol, symbol))
+        first_line[symbol] = row.line
+        out.symbols.append(symbol)
         if row.meta is not None:
-            meta[row.symbol] = row.meta
-    return symbols, meta, problems
+            out.meta[symbol] = row.meta
+    return out
+
+
+def log_notes(universe: Universe) -> None:
+    """What loading ``universe`` changed, in one line each: the entries translated from exchange
+    notation (INFO ``symbols_translated``) and the lines skipped (WARNING ``symbols_skipped``),
+    each with its count and the first :data:`LOG_EXAMPLES`. Called where the engine adopts a
+    universe (start, SIGHUP), not by every reader of the file."""
+    if universe.translated:
+        shown = universe.translated[:LOG_EXAMPLES]
+        logger.info(
+            "symbols_translated",
+            extra={
+                "source": universe.source,
+                "count": len(universe.translated),
+                "examples": ", ".join(f"{t.written} -> {t.symbol}" for t in shown),
+            },
+        )
+    if universe.skipped:
+        shown_p = universe.skipped[:LOG_EXAMPLES]
+        logger.warning(
+            "symbols_skipped",
+            extra={
+                "source": universe.source,
+                "count": len(universe.skipped),
+                "examples": "; ".join(f"line {p.line} {p.symbol!r}: {p.reason}" for p in shown_p),
+                "fix": "ingestion-agent symbols check FILE lists every line",
+            },
+        )

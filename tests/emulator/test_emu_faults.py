@@ -244,3 +244,16 @@ def test_poison_knobs_on_the_command_line() -> None:
     cfg = config_from_args(ns)
     assert cfg.poison_symbols == ("MSFT=nan_price", "AAPL=huge_volume")
     assert cfg.fault_poison_quote == 0.01 and cfg.poison_kinds == ("inf_price", "long_symbol")
+
+
+@pytest.mark.parametrize(("kind", "price"), [("huge_price", 987654321.5), ("zero_price", 0)])
+async def test_poison_symbol_may_name_an_invalid_kind(h: Harness, kind: str, price: float) -> None:
+    """``poison_symbols`` also takes the invalid kinds: a fixed symbol always gets the value
+    (e.g. ~1e9 for a ~$50 stock), where ``fault_invalid_quote`` picks a random row."""
+    h.emu.configure(poison_symbols=[f"MSFT={kind}"])
+    result = await h.quotes(SYMBOLS)
+    by = {q["symbol"]: q for q in result}
+    assert by["MSFT"]["regularMarketPrice"] == price
+    assert all(
+        q["regularMarketPrice"] not in (0, 987654321.5) for s, q in by.items() if s != "MSFT"
+    )

@@ -12,7 +12,9 @@ from yahoo_emulator.state import Emulator
 
 ENGINE_FIELDS = (
     "symbol,regularMarketPrice,regularMarketTime,regularMarketVolume,"
-    "regularMarketChangePercent,currency,exchange,marketState,quoteType"
+    "regularMarketChangePercent,currency,exchange,marketState,quoteType,"
+    "regularMarketPreviousClose,regularMarketDayLow,regularMarketDayHigh,fiftyTwoWeekLow,"
+    "fiftyTwoWeekHigh"
 )
 
 

@@ -134,6 +134,16 @@ async def test_unknown_omitted_delisted_stub_request_order(h: Harness) -> None:
     assert s["unknown"] == 4 and s["delisted"] == 1 and s["served"] == 3
 
 
+async def test_answers_yahoo_notation_only(h: Harness) -> None:
+    """Like Yahoo, the emulator knows BRK-B and ABR-PD, not the screener's BRK/B and ABR^D
+    (an engine that did not translate would find them missing)."""
+    result = await h.quotes(["BRK-B", "BRK/B", "BRK-A", "ABR-PD", "ABR^D", "SVREW"])
+    assert [q["symbol"] for q in result] == ["BRK-B", "BRK-A", "ABR-PD", "SVREW"]
+    by = {q["symbol"]: q for q in result}
+    assert by["BRK-A"]["regularMarketPrice"] > 100_000
+    assert by["SVREW"]["regularMarketPrice"] < 0.01
+
+
 async def test_delisted_list_is_a_runtime_knob(h: Harness) -> None:
     h.emu.configure(delisted=["AAPL"])
     (q,) = await h.quotes("AAPL")

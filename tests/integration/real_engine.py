@@ -9,9 +9,8 @@ cycle interval. The emulator is set up so that every series the dashboard reads 
 * symbols that fail on every cycle - :data:`UNKNOWN` are added to the universe but the emulator
   does not list them (missing from every answer), :data:`DELISTED` are real universe symbols the
   emulator answers with the ``quoteType: NONE`` stub (rejected ``not_traded`` and dead-lettered
-  on every cycle): together :data:`FAILING`, they lead the top-10 failing symbols (the universe
-  has symbols the engine rejects on every cycle too - BRK-A, SVREW: prices outside the
-  validation bounds - and the tracker orders ties by name, so ours sort first);
+  on every cycle): together :data:`FAILING`, they lead the top-10 failing symbols (the tracker
+  orders ties by name, so ours sort first);
 * 5xx answers and connection resets on the v7 quote endpoint (retried: ``fetch_retries``; with
   two attempts, about 2 % of the batches fail for good: ``fetch_failures``) and an invalid quote
   in a few batches (more rejection reasons);

@@ -21,29 +21,40 @@ from tests.integration.test_engine_cycle import _env
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
+STALE_ONE_PER_BATCH = ["--market-state", "REGULAR", "--latency-ms", "1",
+                       "--fault-stale-quote", "1.0", "--stale-age-s", "3600"]  # fmt: skip
+"""One quote of each v7 answer is an hour old: rejected ``stale`` during regular hours."""
+LONGER_AGE = {"INGEST_VALIDATION__MAX_AGE_REGULAR_S": "7200"}
+
+
+def dead_lettered(names: dict[str, str]) -> list[str]:
+    return [p["symbol"] for p, _ in stream_messages(NATS_URL, names["INGEST_NATS__DLQ_STREAM"])]
+
 
 class TestDeadLetters:
     @pytest.mark.timeout(120)
     def test_rejected_quote_replayed_after_rules_change(
         self, nats_names: dict[str, str], tmp_path: Path
     ) -> None:
-        """BRK-A is rejected (price > max); after raising max_price, replay publishes it."""
+        """A quote an hour old in regular hours is rejected (stale); after raising
+        max_age_regular_s, replay publishes it."""
         sym = tmp_path / "s.json"
         sym.write_text('["AAPL", "BRK-A", "MSFT"]')
-        with EmulatorProcess(["--market-state", "REGULAR", "--latency-ms", "1"]) as emu:
-            env = _env(emu.url, nats_names, tmp_path, INGEST_SYMBOLS__FILE=str(sym))
+        with EmulatorProcess(STALE_ONE_PER_BATCH) as emu:
+            # one worker, one request: one stale quote
+            env = _env(emu.url, nats_names, tmp_path, INGEST_SYMBOLS__FILE=str(sym),
+                       INGEST_WORKERS__COUNT="1")  # fmt: skip
             r = run_cli(["run", "--once"], env)
         assert r.returncode == 0, r.stderr[-2000:]
+        (stale,) = dead_lettered(nats_names)
         listed = run_cli(["dlq", "list"], env)
-        assert listed.returncode == 0 and "BRK-A" in listed.stdout
-        assert "price_out_of_range" in listed.stdout
-        dry = run_cli(
-            ["dlq", "replay", "--dry-run"], {**env, "INGEST_VALIDATION__MAX_PRICE": "1e7"}
-        )
+        assert listed.returncode == 0 and stale in listed.stdout
+        assert "stale" in listed.stdout
+        dry = run_cli(["dlq", "replay", "--dry-run"], {**env, **LONGER_AGE})
         assert "would_replay=1" in dry.stdout
         still = run_cli(["dlq", "replay"], env)
         assert "still_invalid=1" in still.stdout
-        done = run_cli(["dlq", "replay"], {**env, "INGEST_VALIDATION__MAX_PRICE": "1e7"})
+        done = run_cli(["dlq", "replay"], {**env, **LONGER_AGE})
         assert done.returncode == 0 and "replayed=1" in done.stdout, done.stdout + done.stderr
         quotes = {
             p["symbol"] for p, _ in stream_messages(NATS_URL, nats_names["INGEST_NATS__STREAM"])
@@ -105,9 +116,10 @@ class TestReplayCompletesStorage:
         sym = tmp_path / "s.json"
         sym.write_text('["AAPL", "BRK-A", "MSFT"]')
         try:
-            with EmulatorProcess(["--market-state", "REGULAR", "--latency-ms", "1"]) as emu:
+            with EmulatorProcess(STALE_ONE_PER_BATCH) as emu:
                 env = _env(
                     emu.url, nats_names, tmp_path, INGEST_SYMBOLS__FILE=str(sym),
+                    INGEST_WORKERS__COUNT="1",  # one request: one stale quote
                     INGEST_POSTGRES__ENABLED="true", INGEST_POSTGRES__DSN=POSTGRES_DSN,
                     INGEST_POSTGRES__TABLE=table, INGEST_REDIS__ENABLED="true",
                     INGEST_REDIS__URL=REDIS_URL, INGEST_REDIS__KEY_PREFIX=prefix,
@@ -115,15 +127,16 @@ class TestReplayCompletesStorage:
                 r = run_cli(["run", "--once"], env)
             # (the exit status is not asserted: with PostgreSQL on, the publisher may outbox the
             # cycle while it connects, and the cycle then reports not ok)
+            (stale,) = dead_lettered(nats_names)
             listed = run_cli(["dlq", "list"], env)
-            assert "BRK-A" in listed.stdout, r.stderr[-3000:]
-            assert "BRK-A" not in asyncio.run(_rows(table))
-            done = run_cli(["dlq", "replay"], {**env, "INGEST_VALIDATION__MAX_PRICE": "1e7"})
+            assert stale in listed.stdout, r.stderr[-3000:]
+            assert stale not in asyncio.run(_rows(table))
+            done = run_cli(["dlq", "replay"], {**env, **LONGER_AGE})
             assert done.returncode == 0 and "replayed=1" in done.stdout, done.stdout + done.stderr
-            assert asyncio.run(_rows(table)).get("BRK-A") == 1
+            assert asyncio.run(_rows(table)).get(stale) == 1
             assert "stored=1" in done.stdout, done.stdout
-            cached = redis.Redis.from_url(REDIS_URL).get(f"{prefix}BRK-A")
-            assert cached is not None and json.loads(cached)["symbol"] == "BRK-A"
+            cached = redis.Redis.from_url(REDIS_URL).get(f"{prefix}{stale}")
+            assert cached is not None and json.loads(cached)["symbol"] == stale
             assert stream_messages(NATS_URL, nats_names["INGEST_NATS__DLQ_STREAM"]) == []
         finally:
             asyncio.run(_drop_tables(table))

@@ -161,8 +161,10 @@ class TestContinuousRun:
         sym = tmp_path / "symbols.json"
         sym.write_text(orjson.dumps(["AAPL", "MSFT", "NVDA"]).decode())
         with EmulatorProcess(["--market-state", "REGULAR", "--latency-ms", "2"]) as emu:
+            # strict mode: one bad line refuses the file (the default skips it)
             env = _env(emu.url, nats_names, tmp_path, INGEST_SYMBOLS__FILE=str(sym),
-                       INGEST_SCHEDULER__INTERVAL_S="0.5")  # fmt: skip
+                       INGEST_SCHEDULER__INTERVAL_S="0.5",
+                       INGEST_SYMBOLS__ON_INVALID="reject")  # fmt: skip
             with EngineProcess(["run"], env) as eng:
                 eng.wait_event("cycle_completed", requested=3)
                 sym.write_text(orjson.dumps(["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL"]).decode())

@@ -158,6 +158,10 @@ def test_endpoint_and_earnings_job_of_a_running_engine(
         assert _total(s, "ingestion_store_rows_total") >= done["valid"] - done["unchanged"]
         assert _total(s, "ingestion_quality_symbols") == done["requested"]
         assert ("ingestion_breaker_state", frozenset()) in s
+        # the universe in use (symbols.json: Yahoo notation, nothing skipped or translated)
+        assert _total(s, "ingestion_universe_symbols") == done["requested"]
+        assert _total(s, "ingestion_symbols_skipped") == 0
+        assert ("ingestion_symbols_translated", frozenset()) in s
 
         # -- /status and /readyz ---------------------------------------------------------------
         status, page = _get(f"{base}/status")

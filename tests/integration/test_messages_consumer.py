@@ -87,11 +87,13 @@ def test_real_cycle_messages_validate_and_example_consumer_reads_them(
     nats_names: dict[str, str], tmp_path: Path, table: str, key_prefix: str
 ) -> None:
     universe = json.loads((ROOT / "symbols.json").read_text())[:400]
-    syms = [u["symbol"] for u in universe] + ["BRK-A", "BRKS"]  # price_out_of_range, not_traded
+    syms = [u["symbol"] for u in universe] + ["BRK-A", "BRKS"]  # BRK-A publishes; not_traded
     sym_file = tmp_path / "symbols.json"
     sym_file.write_text(json.dumps(sorted(set(syms))))
+    corrupt = universe[7]["symbol"]  # ~1e9 for it: price_out_of_range
     args = ["--market-state", "REGULAR", "--latency-ms", "2", "--seed", "5",
-            "--fault-invalid-quote", "0.7", "--fault-stale-quote", "0.7"]  # fmt: skip
+            "--fault-invalid-quote", "0.7", "--fault-stale-quote", "0.7",
+            "--poison-symbols", f"{corrupt}=huge_price"]  # fmt: skip
     with EmulatorProcess(args) as emu:
         env = _env(
             emu.url, nats_names, tmp_path,

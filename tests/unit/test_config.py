@@ -87,7 +87,7 @@ class TestLoadConfig:
     def test_cross_field_rule(self) -> None:
         """max_price must exceed min_price."""
         with pytest.raises(ConfigError, match=r"validation\.max_price"):
-            load_config(None, {"INGEST_VALIDATION__MAX_PRICE": "0.001"})
+            load_config(None, {"INGEST_VALIDATION__MAX_PRICE": "0.00001"})
 
 
 class TestSecrets:

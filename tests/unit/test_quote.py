@@ -44,8 +44,9 @@ class TestValidate:
     @pytest.mark.parametrize(
         ("kw", "reason"),
         [
-            ({"regular_market_price": 0.01}, RejectReason.PRICE_OUT_OF_RANGE),
-            ({"regular_market_price": 100_000}, RejectReason.PRICE_OUT_OF_RANGE),
+            ({"regular_market_price": 0}, RejectReason.PRICE_OUT_OF_RANGE),
+            ({"regular_market_price": 0.00009}, RejectReason.PRICE_OUT_OF_RANGE),
+            ({"regular_market_price": 10_000_001}, RejectReason.PRICE_OUT_OF_RANGE),
             ({"regular_market_price": float("nan")}, RejectReason.PRICE_OUT_OF_RANGE),
             ({"regular_market_price": -3.0}, RejectReason.PRICE_OUT_OF_RANGE),
             ({"regular_market_volume": -1}, RejectReason.NEGATIVE_VOLUME),
@@ -65,10 +66,10 @@ class TestValidate:
         assert isinstance(rej, Rejection)
         assert rej.reason is reason and rej.symbol == "AAPL" and rej.detail
 
-    def test_bounds_are_exclusive(self) -> None:
-        """Just inside the bounds passes."""
-        assert isinstance(validate(yq(regular_market_price=0.0101), now_s=NOW), Quote)
-        assert isinstance(validate(yq(regular_market_price=99_999.99), now_s=NOW), Quote)
+    def test_absolute_bounds_are_inclusive_and_wide(self) -> None:
+        """Without a reference, 0.0001..10,000,000 passes (sub-cent warrants, BRK-A)."""
+        assert isinstance(validate(yq(regular_market_price=0.0001), now_s=NOW), Quote)
+        assert isinstance(validate(yq(regular_market_price=10_000_000), now_s=NOW), Quote)
         assert isinstance(validate(yq(regular_market_volume=0), now_s=NOW), Quote)
 
     def test_stale_outside_regular_hours_is_accepted_and_flagged(self) -> None:
@@ -85,9 +86,11 @@ class TestValidate:
         assert isinstance(q, Quote) and q.change_percent is None
 
     def test_custom_rules(self) -> None:
-        """Configured bounds replace the defaults (e.g. to accept BRK-A)."""
-        rules = Rules(max_price=1_000_000.0)
-        assert isinstance(validate(yq(regular_market_price=743_500), now_s=NOW, rules=rules), Quote)
+        """Configured bounds replace the defaults (here the seed's original 0.01..100,000)."""
+        rules = Rules(min_price=0.01, max_price=100_000.0)
+        r = validate(yq(regular_market_price=743_500), now_s=NOW, rules=rules)
+        assert isinstance(r, Rejection) and r.reason is RejectReason.PRICE_OUT_OF_RANGE
+        assert r.detail == "price=743500 not in [0.01, 100000] (no reference in the quote)"
 
     def test_decodes_yahoo_shapes(self) -> None:
         """Whole numbers as JSON ints are accepted for float fields; camelCase names map."""
@@ -97,6 +100,65 @@ class TestValidate:
         )
         q = msgspec.json.decode(raw, type=YahooQuote)
         assert q.regular_market_price == 241.0 and q.market_state == "CLOSED"
+
+
+class TestPlausibility:
+    """Issue 16: real listings publish, corrupted prices do not (engine.plausibility)."""
+
+    @pytest.mark.parametrize(
+        ("symbol", "price", "prev", "low", "high"),
+        [("BRK-A", 743_500.0, 741_200.0, 739_000.0, 745_100.0),
+         ("SVREW", 0.0098, 0.0101, 0.0095, 0.0104)],
+    )  # fmt: skip
+    def test_brk_a_and_svrew_publish(
+        self, symbol: str, price: float, prev: float, low: float, high: float
+    ) -> None:
+        """Both were rejected by the seed's literal bounds 0.01..100,000."""
+        for refs in (
+            {"regular_market_previous_close": prev},
+            {"regular_market_day_low": low, "regular_market_day_high": high},
+            {},
+        ):
+            q = validate(yq(symbol=symbol, regular_market_price=price, **refs), now_s=NOW)
+            assert isinstance(q, Quote) and q.price == price, (symbol, refs)
+
+    @pytest.mark.parametrize("price", [1e9, 0, -50.0, float("nan"), 1e308])
+    def test_corrupted_prices_of_a_50_dollar_stock_are_rejected(self, price: float) -> None:
+        r = validate(yq(regular_market_price=price, regular_market_previous_close=50), now_s=NOW)
+        assert isinstance(r, Rejection) and r.reason is RejectReason.PRICE_OUT_OF_RANGE
+        assert r.price == price or (price != price and r.price != r.price)
+
+    def test_string_price_is_malformed(self) -> None:
+        """A price sent as a string does not decode: the quote is malformed (decode.py)."""
+        raw = b'{"symbol":"X","regularMarketPrice":"50.1","regularMarketTime":1}'
+        with pytest.raises(msgspec.ValidationError, match="regularMarketPrice"):
+            msgspec.json.decode(raw, type=YahooQuote)
+
+    def test_a_big_move_waits_for_a_confirming_read(self) -> None:
+        """300 for a $50 stock: held as price_unconfirmed; the next read near it publishes."""
+        moved = yq(regular_market_price=300.0, regular_market_previous_close=50.0)
+        first = validate(moved, now_s=NOW)
+        assert isinstance(first, Rejection) and first.reason is RejectReason.PRICE_UNCONFIRMED
+        assert first.price == 300.0 and "6x the previous close 50" in first.detail
+        second = validate(
+            yq(regular_market_price=302.5, regular_market_previous_close=50.0), now_s=NOW,
+            held=first.price,
+        )  # fmt: skip
+        assert isinstance(second, Quote) and second.price == 302.5
+
+    def test_a_reference_field_of_the_wrong_type_is_ignored(self) -> None:
+        """A corrupted reference never makes the quote malformed: the next reference is used."""
+        raw = (
+            b'{"symbol":"X","regularMarketPrice":51.5,"regularMarketTime":1763999990,'
+            b'"marketState":"REGULAR","regularMarketVolume":5,'
+            b'"regularMarketPreviousClose":"n/a","regularMarketDayLow":50,'
+            b'"regularMarketDayHigh":52,"fiftyTwoWeekLow":{"raw":1},"fiftyTwoWeekHigh":null}'
+        )
+        q = msgspec.json.decode(raw, type=YahooQuote)
+        assert isinstance(validate(q, now_s=NOW), Quote)
+        far = msgspec.structs.replace(q, regular_market_price=520.0)
+        r = validate(far, now_s=NOW)
+        assert isinstance(r, Rejection) and "the day range 50-52" in r.detail
 
 
 class TestPoisonValues:

@@ -42,6 +42,7 @@ from engine.observe.metrics.fetch import (
     record_throttle,
     set_breaker_state,
     set_rate_limit,
+    set_universe,
 )
 from engine.observe.metrics.health import (
     ChildKind,
@@ -117,6 +118,7 @@ __all__ = [
     "set_rate_limit",
     "set_ring_occupancy",
     "set_stage_liveness",
+    "set_universe",
     "setup_multiprocess",
     "teardown_multiprocess",
 ]

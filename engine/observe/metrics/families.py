@@ -159,6 +159,21 @@ class Families:
             "Symbols answered per second over the last cycle's fetch phase.",
             "livemostrecent",
         )
+        self.universe_symbols = gauge(
+            "universe_symbols", "Symbols in the universe in use (symbols.file).", "livemostrecent"
+        )
+        self.symbols_skipped = gauge(
+            "symbols_skipped",
+            "Lines of symbols.file skipped as unusable when the universe in use was loaded "
+            "(symbols.on_invalid = skip; the symbols_skipped warning names the first ones).",
+            "livemostrecent",
+        )
+        self.symbols_translated = gauge(
+            "symbols_translated",
+            "Entries of symbols.file translated from Nasdaq-screener or dot notation to Yahoo's "
+            "when the universe in use was loaded (symbols.translate_nasdaq).",
+            "livemostrecent",
+        )
         self.symbols_requested = counter("symbols_requested", "Symbols requested from Yahoo.")
         self.symbols_fetched = counter(
             "symbols_fetched", "Symbols Yahoo returned a quote for (valid or rejected)."

@@ -30,6 +30,15 @@ def record_batch(symbols: int, latency_s: float, error_kind: str | None = None) 
         m.fetch_latency.labels(outcome="error").observe(latency_s)
 
 
+def set_universe(symbols: int, skipped: int, translated: int) -> None:
+    """Supervisor, whenever it adopts a universe (start, SIGHUP reload): its size, the lines of
+    the file skipped as unusable and the entries translated from exchange notation."""
+    m = _m()
+    m.universe_symbols.set(symbols)
+    m.symbols_skipped.set(skipped)
+    m.symbols_translated.set(translated)
+
+
 def record_retry(error_kind: str) -> None:
     """Worker, each time a Yahoo request is retried (``YahooClient.get_with_retries``)."""
     _m().fetch_retries.labels(error=error_kind).inc()

@@ -28,19 +28,19 @@ class TestCheckCommand:
 
     def test_problems_by_line(self, tmp_path: Path) -> None:
         """A bad file prints every problem with its line and returns 1."""
-        rc, text = self.run(write(tmp_path, "s.json", '[\n"AAPL",\n"BRK/B",\n"a b"\n]'))
+        rc, text = self.run(write(tmp_path, "s.json", '[\n"AAPL",\n"brk/b",\n"a b"\n]'))
         assert rc == 1
         assert "REJECTED" in text
-        assert "line 3: BRK/B: 'BRK/B' is Nasdaq notation; Yahoo writes 'BRK-B'" in text
+        assert "line 3: brk/b: 'brk/b' is Nasdaq notation; Yahoo writes 'BRK-B'" in text
         assert "line 4: a b: illegal character ' '" in text
         assert "--on-invalid skip" in text
 
     def test_skip_mode_lists_skipped(self, tmp_path: Path) -> None:
         """In skip mode the file is usable (0) and the skipped lines are listed."""
-        rc, text = self.run(write(tmp_path, "s.json", '[\n"AAPL",\n"BRK/B"\n]'), "skip")
+        rc, text = self.run(write(tmp_path, "s.json", '[\n"AAPL",\n"BRK/RT"\n]'), "skip")
         assert rc == 0
         assert "OK, 1 symbols" in text and "skipped 1 invalid entries" in text
-        assert "line 3: BRK/B" in text
+        assert "line 3: BRK/RT" in text
 
     def test_file_level_error(self, tmp_path: Path) -> None:
         """An unusable file prints the reason and returns 1."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import msgspec
+
 from engine.quote import Rules, YahooQuote
 from engine.ringbuf import LastSeenTable, Ring
 from engine.runtime.ring_sink import RingSink
@@ -114,4 +116,37 @@ async def test_same_market_time_with_a_higher_volume_is_not_unchanged() -> None:
         for fd in (r, w):
             os.close(fd)
         table.close()
+        ring.close()
+
+
+async def test_a_big_move_is_published_when_the_next_cycle_confirms_it() -> None:
+    """Cycle 1 holds 300 for a $50 stock (price_unconfirmed); the same cycle cannot confirm
+    it, cycle 2 reading ~300 again publishes it and forgets it; a one-off glitch is forgotten
+    when the next read is back in its band."""
+    from engine.quote import RejectReason
+
+    def moved(symbol: str, price: float) -> YahooQuote:
+        return msgspec.structs.replace(yq(symbol, price=price), regular_market_previous_close=50.0)
+
+    ring = Ring.create(64)
+    r, w = os.pipe()
+    try:
+        sink = RingSink(ring, w, Rules(), skip_unchanged=False, clock=lambda: NOW)
+
+        async def cycle(n: int, *quotes: YahooQuote) -> FetchCounts:
+            counts = FetchCounts()
+            await sink.accept(0, n, QuoteBatch(list(quotes), [], [], 1, 0.0), counts)
+            return counts
+
+        c1 = await cycle(1, moved("JUMP", 300.0), moved("GLITCH", 400.0), moved("OK", 51.0))
+        assert c1.valid == 1 and c1.rejected == {RejectReason.PRICE_UNCONFIRMED.label: 2}
+        assert len(sink.held) == 2
+        again = await cycle(1, moved("JUMP", 300.0))  # a retry within the same cycle
+        assert again.rejected == {RejectReason.PRICE_UNCONFIRMED.label: 1}
+        c2 = await cycle(2, moved("JUMP", 305.0), moved("GLITCH", 50.5))
+        assert c2.valid == 2 and not c2.rejected
+        assert len(sink.held) == 0
+    finally:
+        for fd in (r, w):
+            os.close(fd)
         ring.close()

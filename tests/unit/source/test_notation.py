@@ -1,4 +1,5 @@
-"""engine.source.notation: Nasdaq-screener notation to Yahoo; why a symbol is not acceptable."""
+"""engine.source.notation: Nasdaq-screener and dot notation to Yahoo; Yahoo's own index, currency
+and future forms; why a symbol is not acceptable."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import random
 
 import pytest
 
-from engine.source.notation import MAX_SYMBOL_LEN, check_symbol, nasdaq_to_yahoo
+from engine.source.notation import (
+    MAX_SYMBOL_LEN,
+    check_symbol,
+    from_exchange_notation,
+    nasdaq_to_yahoo,
+    normalise,
+)
 
 # Every non-alphabetic form in the Nasdaq-screener export (class shares, preferreds with and
 # without a series letter, warrants), plus forms the screener uses elsewhere.
@@ -35,8 +42,21 @@ NASDAQ_CASES = [
     ("PHXE^", "PHXE-P"),
     ("RAC/WS", "RAC-WT"),
     ("BAC/WS/A", "BAC-WTA"),
-    ("SPAC/U", "SPAC-U"),
+    ("SPAC/U", "SPAC-UN"),
+    # dot notation (NYSE/CQS, Nasdaq ACT: .W warrants, .U units)
+    ("BRK.B", "BRK-B"),
+    ("RAC.WS", "RAC-WT"),
+    ("RAC.W", "RAC-WT"),
+    ("BAC.WS.A", "BAC-WTA"),
+    ("SPAC.U", "SPAC-UN"),
+    ("SPAC.UN", "SPAC-UN"),
 ]
+YAHOO_OWN_FORMS = ["^GSPC", "^DJI", "^N225", "^STOXX50E", "^JN0U.JO", "EURUSD=X", "JPY=X", "ES=F",
+                   "GC=F", "BTC-USD"]  # fmt: skip
+MALFORMED = ["-A", "A-", "A--B", "A.", ".A", "A..B", "A.B.C", "A.TOOLONG", "A-.TO", "AAPL.X",
+             "^", "^A-B", "A^", "^^A", "A=X", "EUR=", "EURUSD=Y", "ES=FF", "=F", "ABC.WS",
+             "1A.B"]  # fmt: skip
+NO_YAHOO_FORM = ["ABC/RT", "ABC/R", "ABC.RT", "ABC.R", "ABC/WI", "ABC/CL"]
 
 INJECTION_ATTEMPTS = [
     "AAPL'; DROP TABLE market_data;--",
@@ -95,17 +115,65 @@ class TestNasdaqToYahoo:
         """Surrounding whitespace and lower case are normalised."""
         assert nasdaq_to_yahoo("  brk/b ") == "BRK-B"
 
-    @pytest.mark.parametrize("symbol", ["BRK-B", "ABR-PD", "RAC-WT", "AAPL.X12", "SHOP.TO"])
+    @pytest.mark.parametrize(
+        "symbol", ["BRK-B", "ABR-PD", "RAC-WT", "AAPL.X12", "SHOP.TO", "VOD.L", *YAHOO_OWN_FORMS]
+    )
     def test_idempotent_on_yahoo_notation(self, symbol: str) -> None:
         """A symbol already in Yahoo notation is returned unchanged."""
         assert nasdaq_to_yahoo(symbol) == symbol
         assert nasdaq_to_yahoo(nasdaq_to_yahoo(symbol)) == symbol
 
-    @pytest.mark.parametrize("symbol", ["ABC/RT", "ABC/WI", "ABC^A/CL", "A^B^C", "A B", "", "^"])
+    @pytest.mark.parametrize("symbol", [*NO_YAHOO_FORM, "ABC^A/CL", "A^B^C", "A B", "", "^", "A=B"])
     def test_unknown_forms_raise(self, symbol: str) -> None:
         """Forms without a known Yahoo equivalent raise ValueError instead of guessing."""
         with pytest.raises(ValueError, match="Yahoo"):
             nasdaq_to_yahoo(symbol)
+
+
+class TestNormalise:
+    """What a line of a symbols file becomes (the loader's rule)."""
+
+    @pytest.mark.parametrize(("nasdaq", "yahoo"), NASDAQ_CASES)
+    def test_translates_exchange_notation_by_default(self, nasdaq: str, yahoo: str) -> None:
+        """The screener's own notation is translated: a real list needs no hand editing."""
+        assert normalise(nasdaq) == (yahoo, None)
+
+    @pytest.mark.parametrize("symbol", YAHOO_OWN_FORMS)
+    def test_yahoo_forms_are_kept(self, symbol: str) -> None:
+        """Index, currency, future and crypto symbols are Yahoo's own: kept as written."""
+        assert normalise(symbol) == (symbol, None)
+        assert from_exchange_notation(symbol) is None
+
+    def test_index_is_not_called_nasdaq_notation(self) -> None:
+        """Issue 16: '^GSPC' was refused as "Nasdaq notation"; it is Yahoo's index form."""
+        assert check_symbol("^GSPC") is None
+        assert "Nasdaq" not in (check_symbol("^gspc") or "")
+
+    @pytest.mark.parametrize("symbol", NO_YAHOO_FORM)
+    def test_forms_without_a_yahoo_equivalent_are_refused(self, symbol: str) -> None:
+        """Rights, when-issued and called forms: refused with the reason, never guessed."""
+        sym, reason = normalise(symbol)
+        assert sym is None and reason and "Yahoo" in reason and symbol in reason
+
+    def test_without_translation_the_fix_names_the_setting(self) -> None:
+        """translate_nasdaq = false: a screener symbol is refused with its Yahoo form."""
+        sym, reason = normalise("BRK/B", translate=False)
+        assert sym is None
+        assert reason == (
+            "'BRK/B' is Nasdaq notation; Yahoo writes 'BRK-B' "
+            "(or set symbols.translate_nasdaq = true to translate it)"
+        )
+
+    @pytest.mark.parametrize(("value", "why"), [(" BRK/B", "whitespace"), ("brk/b", "BRK-B")])
+    def test_inexact_entries_are_refused_with_the_fix(self, value: str, why: str) -> None:
+        """Translation covers notation only: whitespace and lower case are reported."""
+        sym, reason = normalise(value)
+        assert sym is None and reason is not None and why in reason
+
+    def test_exchange_suffixes_are_not_share_classes(self) -> None:
+        """VOD.L, SHOP.TO and 0700.HK are Yahoo exchanges, not dot-notation classes."""
+        assert [normalise(s)[0] for s in ("VOD.L", "SHOP.TO", "0700.HK", "RY.V")] == [
+            "VOD.L", "SHOP.TO", "0700.HK", "RY.V"]  # fmt: skip
 
 
 class TestCheckSymbol:
@@ -119,6 +187,8 @@ class TestCheckSymbol:
             "RAC-WT",
             "BAC-WTA",
             "AAC-U",
+            "SPAC-UN",
+            *YAHOO_OWN_FORMS,
             "AAPL.X1",
             "AAPL.X12",
             "AAPL.X123",
@@ -142,7 +212,10 @@ class TestCheckSymbol:
             ("RAC/WS", "'RAC/WS' is Nasdaq notation; Yahoo writes 'RAC-WT'"),
             ("aapl", "lower case; write 'AAPL'"),
             ("Brk-b", "lower case; write 'BRK-B'"),
-            ("BRK.B", "share class written with '.'; Yahoo writes 'BRK-B'"),
+            ("BRK.B", "'BRK.B' is exchange dot notation; Yahoo writes 'BRK-B'"),
+            ("RAC.WS", "'RAC.WS' is exchange dot notation; Yahoo writes 'RAC-WT'"),
+            ("^gspc", "lower case; write '^GSPC'"),
+            ("eurusd=x", "lower case; write 'EURUSD=X'"),
             (" AAPL", "surrounding whitespace; write 'AAPL'"),
             ("", "empty symbol"),
             ("   ", "blank symbol (only whitespace)"),
@@ -160,9 +233,7 @@ class TestCheckSymbol:
         assert reason is not None
         assert reason
 
-    @pytest.mark.parametrize(
-        "symbol", ["-A", "A-", "A--B", "A.", ".A", "A..B", "A.B.C", "A.TOOLONG", "A-.TO", "AAPL.X"]
-    )
+    @pytest.mark.parametrize("symbol", MALFORMED)
     def test_rejects_malformed(self, symbol: str) -> None:
         """Misplaced separators and bad suffixes are rejected."""
         assert check_symbol(symbol) is not None
@@ -173,9 +244,10 @@ class TestCheckSymbol:
         assert check_symbol(value) == f"expected a string, got {type(value).__name__}"
 
     def test_accepted_alphabet_is_safe(self) -> None:
-        """Whatever random string is accepted uses only A-Z, 0-9, '-' and '.'."""
+        """Whatever random string is accepted uses only A-Z, 0-9, '-' and '.', plus a leading
+        '^' (index) or '=X'/'=F' at the end (currency, future)."""
         rng = random.Random(1234)
-        alphabet = "ABZ09-.a/^ ;'\"*:\x00é_"
+        alphabet = "ABFXZ09-.a/^= ;'\"*:\x00é_"
         safe = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
         accepted = 0
         for _ in range(5000):
@@ -183,7 +255,9 @@ class TestCheckSymbol:
             reason = check_symbol(s)
             if reason is None:
                 accepted += 1
-                assert set(s) <= safe and 0 < len(s) <= MAX_SYMBOL_LEN
+                core = s[1:] if s.startswith("^") else s
+                core = core[:-2] if core.endswith(("=X", "=F")) else core
+                assert set(core) <= safe and 0 < len(s) <= MAX_SYMBOL_LEN
             else:
                 assert isinstance(reason, str) and reason
         assert accepted > 0

@@ -17,7 +17,14 @@ import pytest
 from engine.errors import ConfigError, SymbolsError
 from engine.source.notation import check_symbol
 from engine.source.symbolfile import SymbolMeta
-from engine.source.universe import MAX_FILE_BYTES, Problem, Universe, load_symbols
+from engine.source.universe import (
+    MAX_FILE_BYTES,
+    Problem,
+    Translation,
+    Universe,
+    load_symbols,
+    log_notes,
+)
 from tests.unit.source.files import REPO, SYMBOLS_JSON, write
 
 
@@ -73,7 +80,7 @@ class TestLoadJson:
         items += [{"symbol": "brk/b", "name": "Bad"}, "D", {"symbol": "x y"}]
         text = json.dumps(items, indent=2)
         with pytest.raises(SymbolsError) as ei:
-            load_symbols(write(tmp_path, "s.json", text))
+            load_symbols(write(tmp_path, "s.json", text), "reject")
         assert ei.value.problems == [
             (
                 line_of(text, '"symbol": "brk/b"') - 1,
@@ -89,10 +96,10 @@ class TestLoadJson:
 
     def test_problem_lines_in_one_per_line_file(self, tmp_path: Path) -> None:
         """With one element per line, the problem's line is the element's line."""
-        text = '[\n"AAPL",\n"MSFT",\n"BRK/B",\n"XOM"\n]\n'
+        text = '[\n"AAPL",\n"MSFT",\n"BRK/RT",\n"XOM"\n]\n'
         with pytest.raises(SymbolsError) as ei:
-            load_symbols(write(tmp_path, "s.json", text))
-        assert [p[:2] for p in ei.value.problems] == [(4, "BRK/B")]
+            load_symbols(write(tmp_path, "s.json", text), "reject")
+        assert [p[:2] for p in ei.value.problems] == [(4, "BRK/RT")]
 
     @pytest.mark.parametrize(
         ("element", "reason"),
@@ -109,7 +116,7 @@ class TestLoadJson:
         """Elements of the wrong type are reported with their line and the reason."""
         text = f'[\n"MSFT",\n{element}\n]'
         with pytest.raises(SymbolsError) as ei:
-            load_symbols(write(tmp_path, "s.json", text))
+            load_symbols(write(tmp_path, "s.json", text), "reject")
         assert [(p[0], p[2]) for p in ei.value.problems] == [(3, reason)]
 
     @pytest.mark.parametrize(
@@ -164,11 +171,11 @@ class TestLoadCsv:
 
     def test_problem_lines_count_blank_and_multiline_rows(self, tmp_path: Path) -> None:
         """Lines are physical lines: blank lines and quoted newlines are counted."""
-        text = 'symbol,name\nAAPL,Apple\n\nMSFT,"Micro\nsoft"\nBRK/B,Berkshire\nXOM,Exxon,extra\n'
+        text = 'symbol,name\nAAPL,Apple\n\nMSFT,"Micro\nsoft"\nbrk/b,Berkshire\nXOM,Exxon,extra\n'
         with pytest.raises(SymbolsError) as ei:
-            load_symbols(write(tmp_path, "s.csv", text))
+            load_symbols(write(tmp_path, "s.csv", text), "reject")
         assert ei.value.problems == [
-            (6, "BRK/B", "'BRK/B' is Nasdaq notation; Yahoo writes 'BRK-B'"),
+            (6, "brk/b", "'brk/b' is Nasdaq notation; Yahoo writes 'BRK-B'"),
             (7, "XOM", "expected 2 fields (per header), got 3"),
         ]
 
@@ -186,14 +193,14 @@ class TestLoadCsv:
 class TestLoadModes:
     def test_reject_lists_every_problem(self, tmp_path: Path) -> None:
         """Reject mode raises SymbolsError with all problems, the file name and the fix."""
-        text = "\n".join(["[", '"AAPL",', '"aapl",', '"BRK/B",', '"A;B",', '"AAPL"', "]"])
+        text = "\n".join(["[", '"AAPL",', '"aapl",', '"BRK/RT",', '"A;B",', '"AAPL"', "]"])
         p = write(tmp_path, "s.json", text)
         with pytest.raises(SymbolsError) as ei:
-            load_symbols(p)
+            load_symbols(p, "reject")
         err = ei.value
         assert [(pr[0], pr[1]) for pr in err.problems] == [
             (3, "aapl"),
-            (4, "BRK/B"),
+            (4, "BRK/RT"),
             (5, "A;B"),
             (6, "AAPL"),
         ]
@@ -204,13 +211,19 @@ class TestLoadModes:
 
     def test_skip_drops_bad_lines(self, tmp_path: Path) -> None:
         """Skip mode keeps the good symbols and returns the bad lines in skipped."""
-        text = '[\n"AAPL",\n"BRK/B",\n"MSFT",\n"MSFT"\n]'
+        text = '[\n"AAPL",\n"brk/b",\n"MSFT",\n"MSFT"\n]'
         u = load_symbols(write(tmp_path, "s.json", text), on_invalid="skip")
         assert u.symbols == ("AAPL", "MSFT")
         assert u.skipped == (
-            Problem(3, "BRK/B", "'BRK/B' is Nasdaq notation; Yahoo writes 'BRK-B'"),
+            Problem(3, "brk/b", "'brk/b' is Nasdaq notation; Yahoo writes 'BRK-B'"),
             Problem(5, "MSFT", "duplicate of line 4"),
         )
+
+    def test_skip_is_the_default(self, tmp_path: Path) -> None:
+        """Issue 16: one unusable line no longer refuses the whole run; it is skipped."""
+        u = load_symbols(write(tmp_path, "s.json", '["AAPL", "A;B", "MSFT"]'))
+        assert u.symbols == ("AAPL", "MSFT")
+        assert [p.symbol for p in u.skipped] == ["A;B"]
 
     def test_duplicates_keep_first(self, tmp_path: Path) -> None:
         """The first occurrence of a duplicated symbol is kept, later ones are problems."""
@@ -233,11 +246,94 @@ class TestLoadModes:
             load_symbols(write(tmp_path, "s.json", '["a", "b"]'), on_invalid="skip")
         assert len(ei.value.problems) == 2
 
+    def test_same_symbol_in_both_notations_is_a_duplicate(self, tmp_path: Path) -> None:
+        """BRK/B and BRK-B are one symbol: the second is a duplicate naming the Yahoo form."""
+        u = load_symbols(write(tmp_path, "s.csv", "symbol\nBRK-B\nBRK/B\n"))
+        assert u.symbols == ("BRK-B",)
+        assert u.skipped == (Problem(3, "BRK/B", "duplicate of line 2 (BRK-B in Yahoo notation)"),)
+
     def test_bad_mode_is_a_config_error(self, tmp_path: Path) -> None:
         """An unknown on_invalid value raises ConfigError naming the key."""
         with pytest.raises(ConfigError) as ei:
             load_symbols(write(tmp_path, "s.json", '["AAPL"]'), on_invalid="ignore")  # type: ignore[arg-type]
         assert ei.value.key == "symbols.on_invalid"
+
+
+class TestTranslation:
+    SCREENER_CSV: ClassVar[str] = (
+        "symbol,name,exchange,last_sale,market_cap\n"
+        "NVDA,NVIDIA,NASDAQ,214.72,5196224000000.00\n"
+        "BRK/B,Berkshire B,NYSE,495.82,1093933303969.00\n"
+        "BRK/A,Berkshire A,NYSE,743500.00,1093594819000.00\n"
+        "ABR^D,Arbor D,NYSE,18.5,0\n"
+        "DCOM^,Dime,NASDAQ,20.1,0\n"
+        "SVREW,SaverOne W,NASDAQ,0.0098,1058330280\n"
+    )
+
+    def test_screener_csv_loads_in_yahoo_notation(self, tmp_path: Path) -> None:
+        """Issue 16: the screener's own export (BRK/B, ABR^D) loads; the run is not refused."""
+        for mode in ("skip", "reject"):
+            u = load_symbols(write(tmp_path, "screener.csv", self.SCREENER_CSV), mode)  # type: ignore[arg-type]
+            assert u.symbols == ("NVDA", "BRK-B", "BRK-A", "ABR-PD", "DCOM-P", "SVREW")
+            assert u.skipped == ()
+            assert u.translated == (
+                Translation(3, "BRK/B", "BRK-B"),
+                Translation(4, "BRK/A", "BRK-A"),
+                Translation(5, "ABR^D", "ABR-PD"),
+                Translation(6, "DCOM^", "DCOM-P"),
+            )
+            assert u.meta["BRK-B"].name == "Berkshire B"
+
+    def test_json_translation_knows_its_line(self, tmp_path: Path) -> None:
+        """A JSON file with screener symbols takes the line-aware path for its translations."""
+        u = load_symbols(write(tmp_path, "s.json", '[\n"AAPL",\n{"symbol": "RAC/WS"}\n]'))
+        assert u.symbols == ("AAPL", "RAC-WT")
+        assert u.translated == (Translation(3, "RAC/WS", "RAC-WT"),)
+
+    def test_translation_can_be_turned_off(self, tmp_path: Path) -> None:
+        """translate_nasdaq = false: a screener symbol is an unusable line naming the setting."""
+        p = write(tmp_path, "screener.csv", self.SCREENER_CSV)
+        u = load_symbols(p, translate=False)
+        assert u.symbols == ("NVDA", "SVREW")
+        assert [pr.symbol for pr in u.skipped] == ["BRK/B", "BRK/A", "ABR^D", "DCOM^"]
+        assert "translate_nasdaq" in u.skipped[0].reason
+        with pytest.raises(SymbolsError, match="Yahoo writes 'BRK-B'"):
+            load_symbols(p, "reject", translate=False)
+
+    def test_yahoo_index_currency_and_future_load(self, tmp_path: Path) -> None:
+        """Yahoo's own forms load as written; none is called Nasdaq notation."""
+        u = load_symbols(write(tmp_path, "s.json", '["^GSPC", "EURUSD=X", "ES=F", "BTC-USD"]'))
+        assert u.symbols == ("^GSPC", "EURUSD=X", "ES=F", "BTC-USD")
+        assert u.translated == () and u.skipped == ()
+
+    def test_log_notes_summarises_in_one_line_each(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """One INFO line for the translations, one WARNING for the skipped lines: counts and
+        the first few, however many there are."""
+        rows = [f"R{i}/B" for i in range(40)] + [f"bad{i}" for i in range(300)]
+        u = load_symbols(write(tmp_path, "s.csv", "symbol\n" + "\n".join(rows) + "\n"))
+        caplog.set_level("INFO", logger="engine.source.universe")
+        caplog.clear()
+        log_notes(u)
+        translated = [r for r in caplog.records if r.getMessage() == "symbols_translated"]
+        skipped = [r for r in caplog.records if r.getMessage() == "symbols_skipped"]
+        assert len(translated) == 1 and len(skipped) == 1
+        assert translated[0].levelname == "INFO" and skipped[0].levelname == "WARNING"
+        assert translated[0].count == 40  # type: ignore[attr-defined]
+        assert translated[0].examples.startswith("R0/B -> R0-B, R1/B -> R1-B")  # type: ignore[attr-defined]
+        assert skipped[0].count == 300  # type: ignore[attr-defined]
+        assert skipped[0].examples.count("line ") == 5  # type: ignore[attr-defined]
+        assert "line 42 'bad0': lower case; write 'BAD0'" in skipped[0].examples  # type: ignore[attr-defined]
+
+    def test_log_notes_is_silent_for_a_clean_file(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        u = load_symbols(write(tmp_path, "s.json", '["AAPL"]'))
+        caplog.set_level("INFO", logger="engine.source.universe")
+        caplog.clear()
+        log_notes(u)
+        assert not caplog.records
 
 
 class TestLoadFiles:

@@ -52,3 +52,12 @@ def test_breaker_values() -> None:
     assert [metrics.breaker_name(s) for s in BreakerState] == ["closed", "half_open", "open"]
     metrics.set_breaker_state(BreakerState.OPEN)
     assert value(metrics.registry(), "ingestion_breaker_state") == 2
+
+
+def test_set_universe() -> None:
+    """The universe in use: its size, the lines skipped and the entries translated."""
+    metrics.set_universe(4998, 2, 3)
+    reg = metrics.registry()
+    assert value(reg, "ingestion_universe_symbols") == 4998
+    assert value(reg, "ingestion_symbols_skipped") == 2
+    assert value(reg, "ingestion_symbols_translated") == 3
