@@ -35,11 +35,11 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
 from engine import __version__
 from engine.config import Config
@@ -58,6 +58,7 @@ from engine.runtime.status import EngineStatus
 from engine.runtime.tasks import TaskSupervisor
 from engine.sinks.publisher import publisher_main
 from engine.source.universe import Universe, load_symbols
+from engine.stats import CycleStats
 from engine.worker import worker_main
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,9 @@ async def _http(config: Config, status: EngineStatus) -> AsyncIterator[None]:
 class Supervisor:
     """Wires the jobs together: shared memory, children, cycles, reload, HTTP, shutdown."""
 
-    def __init__(self, config: Config, universe: Universe, *, out: TextIO = sys.stdout) -> None:
+    def __init__(self, config: Config, universe: Universe) -> None:
         self.config = config
         self.universe = universe
-        self.out = out
         self.n_workers = config.worker_count()
         self.shared = SharedState(config, self.n_workers)
         self.book = CycleBook()
@@ -278,8 +278,8 @@ class Supervisor:
         else:
             log.info("shutdown_complete", extra={"cycles": self.book.cycle_no})
 
-    async def run(self, *, once: bool = False, timeout_s: float | None = None) -> int:
-        """Run until SIGTERM/SIGINT (or one cycle with ``once``). Returns the exit code."""
+    async def run(self, *, once: bool = False, timeout_s: float | None = None) -> RunResult:
+        """Run until SIGTERM/SIGINT (or one cycle with ``once``)."""
         logs.bind(role="supervisor")
         metrics.setup_multiprocess()
         try:
@@ -289,7 +289,7 @@ class Supervisor:
         finally:
             metrics.teardown_multiprocess()
 
-    async def _run(self, *, once: bool, timeout_s: float | None) -> int:
+    async def _run(self, *, once: bool, timeout_s: float | None) -> RunResult:
         self._install_signals()
         self.shared.create(self.universe)
         self._use(self.universe)
@@ -319,7 +319,7 @@ class Supervisor:
                     scheduler.cancel()
         finally:
             self.shared.release()
-        return self._result(once=once)
+        return self._result()
 
     async def _serve(
         self,
@@ -352,25 +352,25 @@ class Supervisor:
             await wait_or_stop(sched, self.stopping)
             sched.cancel()
 
-    def _result(self, *, once: bool) -> int:
-        """The exit code (and, with ``once``, the summary line on ``out``)."""
-        if self.fatal:
-            print(f"ingestion-agent: fatal: {self.fatal}", file=sys.stderr)
-            return 2
-        if once:
-            s = self.book.last
-            if s is None:
-                print("ingestion-agent: the cycle did not complete", file=sys.stderr)
-                return 1
-            print(s.line(), file=self.out, flush=True)
-            return 0 if s.ok else 1
-        return 0
+    def _result(self) -> RunResult:
+        """What the run leaves behind: a fatal refusal, and the last completed cycle."""
+        return RunResult(fatal=self.fatal, last=self.book.last)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended; the command line turns it into its output and exit status."""
+
+    fatal: str | None
+    """A child's fatal set-up refusal (the engine stopped because of it), else None."""
+    last: CycleStats | None
+    """The last completed cycle (``run --once``: its one cycle), None if none completed."""
 
 
 async def run_engine(
-    config: Config, *, once: bool = False, timeout_s: float | None = None, out: TextIO = sys.stdout
-) -> int:
+    config: Config, *, once: bool = False, timeout_s: float | None = None
+) -> RunResult:
     universe = load_symbols(config.symbols.file, config.symbols.on_invalid)
     for problem in universe.skipped:
         log.warning("symbol_skipped", extra={"problem": str(problem)})
-    return await Supervisor(config, universe, out=out).run(once=once, timeout_s=timeout_s)
+    return await Supervisor(config, universe).run(once=once, timeout_s=timeout_s)

@@ -1,0 +1,174 @@
+"""Issue 16 ("the first hour of a new user") against the real services and the emulator: the
+exit status of `run --once` through a NATS outage and with Yahoo unreachable, NATS without
+JetStream, a multi-server NATS URL, and the machine-readable outputs.
+
+Each run is one short engine process (a few symbols, 1 ms emulator latency): seconds each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import StorageType, StreamConfig
+
+from testkit import EmulatorProcess, OwnNats, free_port, stream_messages
+from tests.conftest import NATS_URL, run_cli
+from tests.integration.test_engine_cycle import _env
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+SYMBOLS = '["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL"]'
+
+
+@pytest.fixture
+def emu() -> Iterator[EmulatorProcess]:
+    with EmulatorProcess(["--market-state", "REGULAR", "--latency-ms", "1"]) as e:
+        yield e
+
+
+def env_for(
+    emu: EmulatorProcess, names: dict[str, str], tmp_path: Path, **extra: str
+) -> dict[str, str]:
+    sym = tmp_path / "s.json"
+    sym.write_text(SYMBOLS)
+    return _env(emu.url, names, tmp_path, INGEST_SYMBOLS__FILE=str(sym), **extra)
+
+
+def last_json(stdout: str) -> dict[str, object]:
+    doc: dict[str, object] = json.loads(stdout.strip().splitlines()[-1])
+    return doc
+
+
+def one_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.startswith("ingestion-agent: ")]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]
+
+
+class TestRunOnceExit:
+    def test_nats_outage_then_recovery_both_exit_0(
+        self, emu: EmulatorProcess, nats_names: dict[str, str], tmp_path: Path
+    ) -> None:
+        """Issue 16: no warning at start when NATS was unreachable, and the first run after
+        the outage exited 1 though its quotes were durable. Now: a warning naming NATS, exit 0
+        with the quotes outboxed; the next run replays them and exits 0, every quote once."""
+        env = env_for(emu, nats_names, tmp_path)
+        down = run_cli(
+            ["run", "--once", "--json"],
+            {**env, "INGEST_NATS__URL": f"nats://u:hunter2@127.0.0.1:{free_port()}"},
+        )
+        assert down.returncode == 0, down.stderr[-3000:]
+        warned = [json.loads(ln) for ln in down.stderr.splitlines() if "service_unavailable" in ln]
+        assert len(warned) == 1 and warned[0]["service"] == "NATS", down.stderr[-2000:]
+        assert warned[0]["level"] == "warning" and "outbox" in warned[0]["meanwhile"]
+        assert "hunter2" not in down.stderr
+        doc = last_json(down.stdout)
+        assert doc["status"] == "OK" and doc["outboxed"] == 5 and doc["published"] == 0
+        up = run_cli(["run", "--once", "--json"], env)
+        assert up.returncode == 0, up.stderr[-3000:]
+        assert last_json(up.stdout)["status"] == "OK"
+        assert "service_unavailable" not in up.stderr
+        msgs = stream_messages(NATS_URL, nats_names["INGEST_NATS__STREAM"])
+        ids = [h["Nats-Msg-Id"] for _, h in msgs]
+        assert {p["symbol"] for p, _ in msgs} == set(json.loads(SYMBOLS))
+        assert len(ids) == len(set(ids))
+
+    def test_yahoo_unreachable_exits_3(
+        self, emu: EmulatorProcess, nats_names: dict[str, str], tmp_path: Path
+    ) -> None:
+        """Issue 16: `run --once` with Yahoo unreachable exited 0 with fetched=0."""
+        env = env_for(
+            emu,
+            nats_names,
+            tmp_path,
+            INGEST_YAHOO__BASE_URL=f"http://127.0.0.1:{free_port()}",
+            INGEST_SCHEDULER__FETCH_TIMEOUT_S="2",
+            INGEST_YAHOO__MAX_ATTEMPTS="1",
+        )
+        done = run_cli(["run", "--once"], env)
+        assert done.returncode == 3, done.stderr[-3000:]
+        assert "fetched=0" in done.stdout
+        assert "Yahoo answered for 0 of 5 symbols" in one_line(done.stderr)
+
+    def test_refused_messages_exit_4_and_dlq_list_json(
+        self, emu: EmulatorProcess, nats_names: dict[str, str], tmp_path: Path
+    ) -> None:
+        """A stream that refuses every message (max size): exit 4, the letters listed as JSON."""
+
+        async def small_stream() -> None:
+            nc = await nats.connect(NATS_URL)
+            try:
+                await nc.jetstream().add_stream(
+                    StreamConfig(
+                        name=nats_names["INGEST_NATS__STREAM"],
+                        subjects=[nats_names["INGEST_NATS__SUBJECT"]],
+                        storage=StorageType.FILE,
+                        duplicate_window=120,
+                        max_msg_size=64,
+                    )
+                )
+            finally:
+                await nc.close()
+
+        asyncio.run(small_stream())
+        env = env_for(emu, nats_names, tmp_path)
+        done = run_cli(["run", "--once", "--json"], env)
+        assert done.returncode == 4, done.stderr[-3000:]
+        assert last_json(done.stdout)["refused"] == 5
+        assert "JetStream refused 5 messages" in one_line(done.stderr)
+        listed = run_cli(["dlq", "list", "--json", "--limit", "3"], env)
+        doc = json.loads(listed.stdout)
+        assert listed.returncode == 0 and doc["stream"] == nats_names["INGEST_NATS__DLQ_STREAM"]
+        assert len(doc["letters"]) == 3
+        assert {ltr["kind"] for ltr in doc["letters"]} == {"unpublishable"}
+        assert all(isinstance(ltr["seq"], int) for ltr in doc["letters"])
+
+
+class TestNats:
+    def test_without_jetstream_is_one_line_exit_2(
+        self, emu: EmulatorProcess, nats_names: dict[str, str], tmp_path: Path
+    ) -> None:
+        """Issue 16: NATS without JetStream gave tracebacks (and `run` a crash loop)."""
+        server = OwnNats(tmp_path / "store", jetstream=False)
+        server.start()
+        try:
+            env = env_for(emu, nats_names, tmp_path, INGEST_NATS__URL=server.url)
+            for argv in (["dlq", "list"], ["run", "--once"], ["earnings", "sync"]):
+                done = run_cli(
+                    argv,
+                    {**env, "INGEST_POSTGRES__ENABLED": "true"} if argv[0] == "earnings" else env,
+                )
+                assert done.returncode == 2, (argv, done.stderr[-3000:])
+                line = one_line(done.stderr)
+                assert f"NATS at {server.url} answers but has no JetStream" in line
+        finally:
+            server.kill()
+
+    def test_multi_server_url(
+        self, emu: EmulatorProcess, nats_names: dict[str, str], tmp_path: Path
+    ) -> None:
+        """Issue 16: a multi-server NATS URL gave a traceback; both servers are now used
+        (the first is down here: the engine and the tools take the second)."""
+        url = f"nats://127.0.0.1:{free_port()},{NATS_URL}"
+        env = env_for(emu, nats_names, tmp_path, INGEST_NATS__URL=url)
+        done = run_cli(["run", "--once", "--json"], env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert last_json(done.stdout)["published"] == 5
+        listed = run_cli(["dlq", "list"], env)
+        assert listed.returncode == 0 and "no dead letters" in listed.stdout
+
+    def test_no_disconnect_warning_after_dlq_commands(
+        self, nats_names: dict[str, str], tmp_path: Path
+    ) -> None:
+        """Issue 16: a spurious `nats_disconnected` warning after `dlq` commands."""
+        env = _env("http://127.0.0.1:1", nats_names, tmp_path, INGEST_LOG__LEVEL="DEBUG")
+        for argv in (["dlq", "list"], ["dlq", "list", "--json"], ["dlq", "replay", "--dry-run"]):
+            done = run_cli(argv, env)
+            assert done.returncode == 0, done.stderr[-2000:]
+            assert "nats_disconnected" not in done.stderr and "warning" not in done.stderr
