@@ -49,7 +49,13 @@ from engine.observe.http import HttpServer
 from engine.observe.quality import QualityTracker
 from engine.runtime import identity, ipc
 from engine.runtime.children import Child, Children, Entry
-from engine.runtime.cycles import CycleBook, OpenCycle, Scheduler, wait_or_stop
+from engine.runtime.cycles import (
+    PROGRESS_EVERY_S,
+    CycleBook,
+    OpenCycle,
+    Scheduler,
+    wait_or_stop,
+)
 from engine.runtime.reload import ReloadRequest, reload_symbols
 from engine.runtime.schedule import spread_window
 from engine.runtime.shared import SharedState
@@ -206,6 +212,7 @@ class Supervisor:
         if self.reload.take():
             self._apply_reload()
         cyc = self.book.start(range(self.n_workers))
+        cyc.start_heads = self.shared.heads()
         spread = spread_window(self.config.scheduler.interval_s, self.config.scheduler.spread)
         msg = ipc.StartCycle(cycle=cyc.cycle, started_at=time.time(), spread_s=spread)
         for w in self.workers:
@@ -223,6 +230,25 @@ class Supervisor:
     def complete(self, cyc: OpenCycle) -> None:
         self.status.stamp(cyc.stats)
         self.book.finish(cyc, self.shared.table)
+
+    def waiting(self, cyc: OpenCycle) -> None:
+        """A long fetch phase: how long, how many workers still fetch, the records written so
+        far, and the breaker and rate (a down Yahoo shows as an OPEN breaker here)."""
+        heads = self.shared.heads()
+        written = sum(heads[w] - cyc.start_heads.get(w, heads[w]) for w in heads)
+        f = self.status.rate_figures()
+        log.info(
+            "cycle_waiting",
+            extra={
+                "cycle": cyc.cycle,
+                "elapsed_s": round(time.perf_counter() - cyc.t0, 1),
+                "workers_fetching": len(cyc.pending),
+                "records_written": written,
+                "requested": len(self.universe.symbols),
+                "breaker": f.breaker.name if f is not None else "CLOSED",
+                "rate_rps": round(f.current_rps, 2) if f is not None else None,
+            },
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -310,7 +336,10 @@ class Supervisor:
                     self, tasks, restart_backoff_s=self.config.workers.restart_backoff_s
                 )
                 self.children = children
-                scheduler = Scheduler(self, tasks, self.config.scheduler.interval_s)
+                interval_s = self.config.scheduler.interval_s
+                scheduler = Scheduler(
+                    self, tasks, interval_s, progress_s=min(PROGRESS_EVERY_S, interval_s)
+                )
                 try:
                     await self._serve(tasks, children, scheduler, once=once, timeout_s=timeout_s)
                 finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,19 +83,29 @@ class TestRunOnceExit:
     def test_yahoo_unreachable_exits_3(
         self, emu: EmulatorProcess, nats_names: dict[str, str], tmp_path: Path
     ) -> None:
-        """Issue 16: `run --once` with Yahoo unreachable exited 0 with fetched=0."""
-        env = env_for(
-            emu,
-            nats_names,
-            tmp_path,
-            INGEST_YAHOO__BASE_URL=f"http://127.0.0.1:{free_port()}",
-            INGEST_SCHEDULER__FETCH_TIMEOUT_S="2",
-            INGEST_YAHOO__MAX_ATTEMPTS="1",
-        )
-        done = run_cli(["run", "--once"], env)
+        """Issue 16: `run --once` with Yahoo unreachable exited 0 with fetched=0, and nothing
+        was printed while the cycle waited on it. Now exit 3 with a line saying why, and a
+        progress line (cycle_waiting) every interval (at most 10 s) while it waits."""
+        with socket.socket() as silent:  # Yahoo accepts the connection and never answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(64)
+            env = env_for(
+                emu,
+                nats_names,
+                tmp_path,
+                INGEST_YAHOO__BASE_URL=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                INGEST_YAHOO__TIMEOUT_S="2",
+                INGEST_SCHEDULER__FETCH_TIMEOUT_S="3.5",
+                INGEST_SCHEDULER__INTERVAL_S="1",
+            )
+            done = run_cli(["run", "--once"], env)
         assert done.returncode == 3, done.stderr[-3000:]
         assert "fetched=0" in done.stdout
         assert "Yahoo answered for 0 of 5 symbols" in one_line(done.stderr)
+        waits = [json.loads(ln) for ln in done.stderr.splitlines() if '"cycle_waiting"' in ln]
+        assert len(waits) >= 3, done.stderr[-3000:]
+        assert all(w["level"] == "info" and w["requested"] == 5 for w in waits)
+        assert [w["elapsed_s"] for w in waits] == sorted(w["elapsed_s"] for w in waits)
 
     def test_refused_messages_exit_4_and_dlq_list_json(
         self, emu: EmulatorProcess, nats_names: dict[str, str], tmp_path: Path
