@@ -6,7 +6,8 @@ Each service is probed once (connect, ping, close: :func:`engine.deps.nats.probe
 :class:`~engine.errors.ServiceUnavailableError` (one line: the service, its URL with credentials
 redacted, what went wrong and what to check); :func:`unavailable` returns them, for ``run``,
 which only warns (its quotes wait in the outbox and the spill). A NATS server without JetStream
-is a :class:`~engine.errors.ConfigError`: waiting does not fix it.
+and PostgreSQL refusing the credentials or the database are a :class:`~engine.errors.ConfigError`:
+waiting does not fix them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from engine.deps import describe
 from engine.deps import nats as nats_dep
 from engine.deps import postgres as pg_dep
 from engine.deps import redis as redis_dep
-from engine.errors import ConfigError, IngestionError, ServiceUnavailableError
+from engine.errors import (
+    ConfigError,
+    IngestionError,
+    ServiceUnavailableError,
+    StoreConfigError,
+)
 
 Name = Literal["nats", "postgres", "redis"]
 ALL: Final[tuple[Name, ...]] = ("nats", "postgres", "redis")
@@ -77,6 +83,13 @@ async def check(service: Service, timeout_s: float) -> ServiceUnavailableError |
         await asyncio.wait_for(service.probe(timeout_s), timeout=timeout_s)
     except ConfigError:
         raise
+    except StoreConfigError as exc:  # wrong password, no such database: not a matter of time
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        raise ConfigError(
+            f"{service.name} at {service.url} refused the connection ({describe(cause)}); "
+            "check postgres.dsn",
+            key="postgres.dsn",
+        ) from exc
     except (IngestionError, TimeoutError, OSError) as exc:
         if _timed_out(exc):
             why = f"did not answer within {timeout_s:g} s (cli.service_timeout_s)"

@@ -19,6 +19,7 @@ from nats.js.api import StorageType, StreamConfig
 
 from testkit import EmulatorProcess, OwnNats, free_port, stream_messages
 from tests.conftest import NATS_URL, run_cli
+from tests.doc_examples import Example, examples, shape_problems
 from tests.integration.test_engine_cycle import _env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -183,3 +184,40 @@ class TestNats:
             done = run_cli(argv, env)
             assert done.returncode == 0, done.stderr[-2000:]
             assert "nats_disconnected" not in done.stderr and "warning" not in done.stderr
+
+
+ONLINE_EXAMPLES = [
+    e
+    for e in examples()
+    if e.subcommand in ("run", "dlq", "db", "earnings")
+    and not any(v.endswith(":1") for v in e.env.values())
+]
+
+
+@pytest.mark.parametrize("example", ONLINE_EXAMPLES, ids=str)
+def test_doc_example(
+    example: Example, emu: EmulatorProcess, nats_names: dict[str, str], tmp_path: Path
+) -> None:
+    """The README/docs examples that need the services run as shown (exit status, shape)."""
+    env = _env(emu.url, nats_names, tmp_path) | example.env
+    done = run_cli(example.argv, env)
+    assert done.returncode == example.exit, f"{example}: {done.stderr[-3000:]}"
+    out = done.stdout if example.exit == 0 else done.stdout + done.stderr
+    assert not shape_problems(example, out), f"{example}: {shape_problems(example, out)} {out}"
+
+
+def test_postgres_refusing_the_database_is_exit_2(tmp_path: Path) -> None:
+    """A DSN naming a database that does not exist: waiting will not fix it (exit 2, one line)
+    rather than 'unavailable' (exit 3)."""
+    env = _env(
+        "http://127.0.0.1:1",
+        {},
+        tmp_path,
+        INGEST_POSTGRES__DSN="postgresql://postgres:pw@127.0.0.1:5432/no_such_db_16",
+        INGEST_POSTGRES__ENABLED="true",
+    )
+    done = run_cli(["db", "stats"], env)
+    assert done.returncode == 2, done.stderr
+    line = one_line(done.stderr)
+    assert "PostgreSQL at postgresql://***@127.0.0.1:5432/no_such_db_16 refused" in line
+    assert "check postgres.dsn" in line and ":pw@" not in line
