@@ -17,6 +17,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
@@ -41,6 +42,31 @@ TableName = Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_]{0,32}$")]
 FETCH_BOUND_MIN_S: Final = 30.0
 """The default fetch-phase bound (``scheduler.fetch_timeout_s = 0``) is never shorter."""
 _HHMM: Final = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+NATS_SCHEMES: Final = ("nats", "tls", "ws", "wss")
+POSTGRES_SCHEMES: Final = ("postgresql", "postgres")
+REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+
+
+def url_problem(url: str, schemes: tuple[str, ...], example: str) -> str | None:
+    """Why ``url`` is not a ``scheme://[user@]host[:port][,host[:port]...]/...`` URL of one of
+    ``schemes`` (the value quoted with its credentials redacted), or None if it is one."""
+    shown = repr(redact_url(url))
+    allowed = f"use e.g. {example}"
+    if not url.strip():
+        return f"is empty: {allowed}"
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in schemes:
+        names = ", ".join(f"{s}://" for s in schemes)
+        return f"{shown} must start with {names}: {allowed}"
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+    if not netloc and scheme.lower() != "unix":
+        return f"{shown} names no host: {allowed}"
+    for host in filter(None, netloc.split(",")):
+        port = host.rpartition("]")[2] if host.startswith("[") else host
+        _, colon, digits = port.rpartition(":")
+        if colon and not (digits.isdigit() and 0 < int(digits) <= 65535):
+            return f"{shown} has port {digits!r}: a port is a number 1-65535; {allowed}"
+    return None
 
 
 class YahooSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -170,6 +196,17 @@ class NatsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     outbox_after_s: PositiveFloat = 2.0
     """Seconds a batch is retried against JetStream before it is put in the outbox."""
 
+    def __post_init__(self) -> None:
+        example = "nats://127.0.0.1:4222 (several servers: nats://a:4222,nats://b:4222)"
+        for url in self.url.reveal().split(","):
+            problem = url_problem(url, NATS_SCHEMES, example)
+            if problem:
+                raise SettingError("url", problem)
+
+    def servers(self) -> list[str]:
+        """The servers of ``url`` (``nats://a:4222,nats://b:4222`` names two)."""
+        return [u.strip() for u in self.url.reveal().split(",") if u.strip()]
+
 
 class PostgresSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = True
@@ -194,6 +231,12 @@ class PostgresSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     seconds before its last message that the table lacks (an engine killed after JetStream's ack,
     before the COPY); 0 disables it."""
 
+    def __post_init__(self) -> None:
+        example = "postgresql://user@127.0.0.1:5432/dbname"
+        problem = url_problem(self.dsn.reveal(), POSTGRES_SCHEMES, example)
+        if problem and self.enabled:
+            raise SettingError("dsn", problem)
+
 
 class RedisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = True
@@ -201,6 +244,11 @@ class RedisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     key_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_:\-]{0,64}$")] = "market:"
     ttl_s: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 60
     timeout_s: PositiveFloat = 2.0
+
+    def __post_init__(self) -> None:
+        problem = url_problem(self.url.reveal(), REDIS_SCHEMES, "redis://127.0.0.1:6379/0")
+        if problem and self.enabled:
+            raise SettingError("url", problem)
 
 
 class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -233,8 +281,11 @@ class ValidationSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True
             )
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
 class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: LogLevel = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
 
 
@@ -295,6 +346,13 @@ class EarningsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return tuple(sorted({dt.time.fromisoformat(t) for t in self.sync_times}))
 
 
+class CliSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    service_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
+    """How long a command waits for a service it needs (NATS, PostgreSQL, Redis) to answer
+    before it gives up with one line naming the service; ``run`` waits as long at start before
+    it warns that NATS is unreachable (its quotes then go to the outbox)."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     yahoo: YahooSettings = msgspec.field(default_factory=YahooSettings)
     scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
@@ -307,6 +365,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     validation: ValidationSettings = msgspec.field(default_factory=ValidationSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     earnings: EarningsSettings = msgspec.field(default_factory=EarningsSettings)
+    cli: CliSettings = msgspec.field(default_factory=CliSettings)
 
     def worker_count(self) -> int:
         if self.workers.count:
@@ -317,22 +376,29 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             return max(1, os.cpu_count() or 1)
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A configuration and where its values came from (``config show`` says so)."""
+
+    config: Config
+    file: Path | None
+    """The TOML file read (None: defaults and environment only)."""
+    env: dict[str, str]
+    """``section.key`` -> the ``INGEST_*`` variable that set it."""
+
+
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Load ``path`` (TOML; None = defaults only) and apply ``INGEST_*`` environment overrides."""
+    return load(path, environ).config
+
+
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """:func:`load_config`, telling which file and which environment variables it used."""
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        try:
-            raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(
-                f"config file {p} not found; pass --config PATH "
-                "or create it from the repo's config.toml",
-                key="--config",
-            ) from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {p} is not valid TOML: {exc}", key="--config") from None
+    p = None if path is None else Path(path)
+    if p is not None:
+        raw = _read_toml(p)
     overrides = env_overrides(env, Config)
     env_keys: set[str] = set()
     for section, values in overrides.items():
@@ -341,7 +407,25 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             raise ConfigError(f"config file: [{section}] must be a table", key=section)
         raw.setdefault(section, {}).update(values)
         env_keys.update(f"{section}.{k}" for k in values)
-    return build(raw, Config, env_keys)
+    config = build(raw, Config, env_keys)
+    return LoadedConfig(config, p, {k: env_name(k) for k in sorted(env_keys)})
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
+    hint = "pass --config PATH of a TOML file (the repo's config.toml documents every key)"
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} not found; {hint}", key="--config") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {p} is a directory; {hint}", key="--config") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"config file {p} cannot be read ({exc.strerror or type(exc).__name__}); {hint}",
+            key="--config",
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}", key="--config") from None
 
 
 def describe(config: Config) -> dict[str, Any]:

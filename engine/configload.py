@@ -10,6 +10,7 @@ cross-field rule of a section (its ``__post_init__``) raises :class:`SettingErro
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Final, Literal, TypeVar
@@ -181,6 +182,18 @@ def _type_error(value: Any, tp: Any) -> str:
     return ""
 
 
+def _not_finite(value: Any, tp: Any) -> str:
+    """A float that is infinite or NaN ("" otherwise): msgspec's bounds let ``inf`` through
+    (and TOML writes both as literals), but no setting means "forever" by it."""
+    try:
+        v = msgspec.convert(value, tp, strict=False, dec_hook=dec_hook)
+    except msgspec.ValidationError:
+        return ""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "must be a finite number (inf and nan are not allowed)"
+    return ""
+
+
 def _origin(key: str, env_keys: set[str]) -> str:
     return f"environment {env_name(key)}" if key in env_keys else "config file"
 
@@ -197,7 +210,7 @@ def _build_section(
                 f"invalid configuration: unknown key {key} ({_origin(key, env_keys)}); "
                 f"allowed keys in [{section}]: {', '.join(fields)}"
             )
-        problem = _type_error(value, info.type)
+        problem = _type_error(value, info.type) or _not_finite(value, info.type)
         if problem:
             shown = "***" if info.type is Secret else repr(value)
             raise ConfigError(

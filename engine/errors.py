@@ -16,6 +16,7 @@ class (the ``retryable`` class attribute), never by matching message text::
     │   │   └── UpstreamAuthError   401 / bad cookie or crumb -> refresh crumb once (retryable)
     │   ├── UpstreamPayloadError    HTML page, truncated or malformed JSON          (retryable)
     │   └── CircuitOpenError        the breaker refuses calls for a while
+    ├── ServiceUnavailableError     a command's NATS/PostgreSQL/Redis did not answer in time
     ├── QuoteRejectedError          a single quote failed validation (carries the reason)
     ├── RingError                   shared-memory ring misuse (closed, record too large)
     ├── PublishError                NATS JetStream publish/ack failure             (retryable)
@@ -126,6 +127,17 @@ class CircuitOpenError(UpstreamError):
     """The circuit breaker is open; the call was not attempted."""
 
     retryable = False
+
+
+class ServiceUnavailableError(IngestionError):
+    """A service a command needs did not answer within ``cli.service_timeout_s``. The message
+    is one line naming the service, its URL (credentials redacted) and what went wrong."""
+
+    def __init__(self, service: str, url: str, reason: str) -> None:
+        super().__init__(f"{service} at {url} {reason}")
+        self.service = service
+        self.url = url
+        self.reason = reason
 
 
 class QuoteRejectedError(IngestionError):

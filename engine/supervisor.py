@@ -35,11 +35,11 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
 from engine import __version__
 from engine.config import Config
@@ -49,7 +49,13 @@ from engine.observe.http import HttpServer
 from engine.observe.quality import QualityTracker
 from engine.runtime import identity, ipc
 from engine.runtime.children import Child, Children, Entry
-from engine.runtime.cycles import CycleBook, OpenCycle, Scheduler, wait_or_stop
+from engine.runtime.cycles import (
+    PROGRESS_EVERY_S,
+    CycleBook,
+    OpenCycle,
+    Scheduler,
+    wait_or_stop,
+)
 from engine.runtime.reload import ReloadRequest, reload_symbols
 from engine.runtime.schedule import spread_window
 from engine.runtime.shared import SharedState
@@ -58,6 +64,7 @@ from engine.runtime.status import EngineStatus
 from engine.runtime.tasks import TaskSupervisor
 from engine.sinks.publisher import publisher_main
 from engine.source.universe import Universe, load_configured, log_notes
+from engine.stats import CycleStats
 from engine.worker import worker_main
 
 log = logging.getLogger(__name__)
@@ -78,10 +85,9 @@ async def _http(config: Config, status: EngineStatus) -> AsyncIterator[None]:
 class Supervisor:
     """Wires the jobs together: shared memory, children, cycles, reload, HTTP, shutdown."""
 
-    def __init__(self, config: Config, universe: Universe, *, out: TextIO = sys.stdout) -> None:
+    def __init__(self, config: Config, universe: Universe) -> None:
         self.config = config
         self.universe = universe
-        self.out = out
         self.n_workers = config.worker_count()
         self.shared = SharedState(config, self.n_workers)
         self.book = CycleBook()
@@ -207,6 +213,7 @@ class Supervisor:
         if self.reload.take():
             self._apply_reload()
         cyc = self.book.start(range(self.n_workers))
+        cyc.start_heads = self.shared.heads()
         spread = spread_window(self.config.scheduler.interval_s, self.config.scheduler.spread)
         msg = ipc.StartCycle(cycle=cyc.cycle, started_at=time.time(), spread_s=spread)
         for w in self.workers:
@@ -224,6 +231,25 @@ class Supervisor:
     def complete(self, cyc: OpenCycle) -> None:
         self.status.stamp(cyc.stats)
         self.book.finish(cyc, self.shared.table)
+
+    def waiting(self, cyc: OpenCycle) -> None:
+        """A long fetch phase: how long, how many workers still fetch, the records written so
+        far, and the breaker and rate (a down Yahoo shows as an OPEN breaker here)."""
+        heads = self.shared.heads()
+        written = sum(heads[w] - cyc.start_heads.get(w, heads[w]) for w in heads)
+        f = self.status.rate_figures()
+        log.info(
+            "cycle_waiting",
+            extra={
+                "cycle": cyc.cycle,
+                "elapsed_s": round(time.perf_counter() - cyc.t0, 1),
+                "workers_fetching": len(cyc.pending),
+                "records_written": written,
+                "requested": len(self.universe.symbols),
+                "breaker": f.breaker.name if f is not None else "CLOSED",
+                "rate_rps": round(f.current_rps, 2) if f is not None else None,
+            },
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -279,8 +305,8 @@ class Supervisor:
         else:
             log.info("shutdown_complete", extra={"cycles": self.book.cycle_no})
 
-    async def run(self, *, once: bool = False, timeout_s: float | None = None) -> int:
-        """Run until SIGTERM/SIGINT (or one cycle with ``once``). Returns the exit code."""
+    async def run(self, *, once: bool = False, timeout_s: float | None = None) -> RunResult:
+        """Run until SIGTERM/SIGINT (or one cycle with ``once``)."""
         logs.bind(role="supervisor")
         metrics.setup_multiprocess()
         try:
@@ -290,7 +316,7 @@ class Supervisor:
         finally:
             metrics.teardown_multiprocess()
 
-    async def _run(self, *, once: bool, timeout_s: float | None) -> int:
+    async def _run(self, *, once: bool, timeout_s: float | None) -> RunResult:
         self._install_signals()
         self.shared.create(self.universe)
         self._use(self.universe)
@@ -311,7 +337,10 @@ class Supervisor:
                     self, tasks, restart_backoff_s=self.config.workers.restart_backoff_s
                 )
                 self.children = children
-                scheduler = Scheduler(self, tasks, self.config.scheduler.interval_s)
+                interval_s = self.config.scheduler.interval_s
+                scheduler = Scheduler(
+                    self, tasks, interval_s, progress_s=min(PROGRESS_EVERY_S, interval_s)
+                )
                 try:
                     await self._serve(tasks, children, scheduler, once=once, timeout_s=timeout_s)
                 finally:
@@ -320,7 +349,7 @@ class Supervisor:
                     scheduler.cancel()
         finally:
             self.shared.release()
-        return self._result(once=once)
+        return self._result()
 
     async def _serve(
         self,
@@ -353,24 +382,24 @@ class Supervisor:
             await wait_or_stop(sched, self.stopping)
             sched.cancel()
 
-    def _result(self, *, once: bool) -> int:
-        """The exit code (and, with ``once``, the summary line on ``out``)."""
-        if self.fatal:
-            print(f"ingestion-agent: fatal: {self.fatal}", file=sys.stderr)
-            return 2
-        if once:
-            s = self.book.last
-            if s is None:
-                print("ingestion-agent: the cycle did not complete", file=sys.stderr)
-                return 1
-            print(s.line(), file=self.out, flush=True)
-            return 0 if s.ok else 1
-        return 0
+    def _result(self) -> RunResult:
+        """What the run leaves behind: a fatal refusal, and the last completed cycle."""
+        return RunResult(fatal=self.fatal, last=self.book.last)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended; the command line turns it into its output and exit status."""
+
+    fatal: str | None
+    """A child's fatal set-up refusal (the engine stopped because of it), else None."""
+    last: CycleStats | None
+    """The last completed cycle (``run --once``: its one cycle), None if none completed."""
 
 
 async def run_engine(
-    config: Config, *, once: bool = False, timeout_s: float | None = None, out: TextIO = sys.stdout
-) -> int:
+    config: Config, *, once: bool = False, timeout_s: float | None = None
+) -> RunResult:
     universe = load_configured(config.symbols)
     log_notes(universe)
-    return await Supervisor(config, universe, out=out).run(once=once, timeout_s=timeout_s)
+    return await Supervisor(config, universe).run(once=once, timeout_s=timeout_s)

@@ -53,20 +53,20 @@ class OwnRedis(_OwnServer):
 
 
 class OwnNats(_OwnServer):
-    """A private ``nats-server -js`` on a spare port with its own store; kill and start again."""
+    """A private ``nats-server -js`` on a spare port with its own store; kill and start again.
+    ``jetstream=False``: a plain NATS server, as a misconfigured deployment would run it."""
 
     name = "nats-server"
 
-    def __init__(self, store_dir: Path) -> None:
+    def __init__(self, store_dir: Path, *, jetstream: bool = True) -> None:
         super().__init__()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.store_dir = store_dir
+        self.jetstream = jetstream
 
     def argv(self) -> list[str]:
-        return [
-            *("nats-server", "-a", "127.0.0.1", "-p", str(self.port)),
-            *("-js", "-sd", str(self.store_dir)),
-        ]
+        js = ("-js", "-sd", str(self.store_dir)) if self.jetstream else ()
+        return [*("nats-server", "-a", "127.0.0.1", "-p", str(self.port)), *js]
 
     def kill(self) -> None:
         """Stop the server (SIGTERM: JetStream flushes what it acknowledged; a SIGKILL can lose

@@ -25,14 +25,15 @@ import calendar
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any, Final, TextIO
+from typing import Any, Final, Literal, TextIO
 
 import msgspec
 import nats.js.errors
 
+from engine.commands.output import write_json
 from engine.config import Config
 from engine.deps.nats import ERRORS as NATS_ERRORS
-from engine.deps.nats import connection as nats_connection
+from engine.deps.nats import command_connection
 from engine.errors import IngestionError
 from engine.quote import (
     DlqMessage,
@@ -89,22 +90,27 @@ def _match(d: DlqMessage, reason: str | None, symbol: str | None) -> bool:
 
 async def list_command(
     config: Config, out: TextIO, *, limit: int = 20, reason: str | None = None,
-    symbol: str | None = None,
+    symbol: str | None = None, fmt: Literal["text", "json"] = "text",
 ) -> int:  # fmt: skip
+    """Print the newest ``limit`` letters (0: all) matching ``reason``/``symbol``."""
     s = config.nats
-    async with nats_connection(s, attempts=3) as nc:
+    found: list[tuple[int, DlqMessage]] = []
+    async with command_connection(s, config.cli.service_timeout_s) as nc:
         js = nc.jetstream()
-        n = 0
-        print(f"{'seq':>8}  {'kind':13} {'symbol':10} {'reason':22} detail", file=out)
         async for seq, d in _letters(js, s.dlq_stream, newest_first=True):
-            if not _match(d, reason, symbol):
-                continue
-            print(f"{seq:>8}  {d.kind:13} {d.symbol:10} {d.reason:22} {d.detail}", file=out)
-            n += 1
-            if n >= limit:
-                break
-        if n == 0:
-            print(f"no dead letters in {s.dlq_stream}", file=out)
+            if _match(d, reason, symbol):
+                found.append((seq, d))
+                if limit and len(found) >= limit:
+                    break
+    if fmt == "json":
+        letters = [{"seq": seq, **msgspec.structs.asdict(d)} for seq, d in found]
+        write_json(out, {"stream": s.dlq_stream, "letters": letters})
+        return 0
+    print(f"{'seq':>8}  {'kind':13} {'symbol':10} {'reason':22} detail", file=out)
+    for seq, d in found:
+        print(f"{seq:>8}  {d.kind:13} {d.symbol:10} {d.reason:22} {d.detail}", file=out)
+    if not found:
+        print(f"no dead letters in {s.dlq_stream}", file=out)
     return 0
 
 
@@ -207,7 +213,7 @@ async def replay_command(
     is deleted once its message is acknowledged and its quote, if any, is in PostgreSQL."""
     s, rules = config.nats, config.validation
     tally: Counter[str] = Counter()
-    async with nats_connection(s, attempts=3) as nc:
+    async with command_connection(s, config.cli.service_timeout_s) as nc:
         js = nc.jetstream()
         to_store: list[tuple[int, Quote]] = []
         async for seq, d in _letters(js, s.dlq_stream, newest_first=False):

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
-from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import replace
 from typing import Any, Final
 
@@ -19,7 +20,7 @@ from nats.js.api import StorageType, StreamConfig
 
 from engine.config import NatsSettings
 from engine.deps import describe, translating
-from engine.errors import PublishError
+from engine.errors import ConfigError, PublishError
 from engine.retry import RetryPolicy, retry
 
 log = logging.getLogger(__name__)
@@ -39,18 +40,46 @@ def translate(what: str) -> AbstractContextManager[None]:
     return translating(ERRORS, lambda exc: PublishError(f"{what}: {describe(exc)}"))
 
 
-async def ping(nc: Any, timeout_s: float) -> None:
-    """One round trip and JetStream's account info: the server and JetStream both answer."""
+NO_JETSTREAM: Final = (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError)
+"""What a JetStream request gets from a server that runs without JetStream."""
+
+
+def no_jetstream(settings: NatsSettings) -> ConfigError:
+    """The error for a server that answers without JetStream: nothing will work until it has it."""
+    return ConfigError(
+        f"NATS at {settings.url.redacted()} answers but has no JetStream: start nats-server "
+        "with JetStream (-js, or jetstream {} in its config) or point nats.url at one that has it",
+        key="nats.url",
+    )
+
+
+@contextmanager
+def jetstream_required(settings: NatsSettings) -> Iterator[None]:
+    """Raise :func:`no_jetstream` for a JetStream request the server has no responder for."""
+    try:
+        yield
+    except NO_JETSTREAM as exc:
+        raise no_jetstream(settings) from exc
+
+
+async def ping(nc: Any, timeout_s: float, settings: NatsSettings | None = None) -> None:
+    """One round trip and JetStream's account info: the server and JetStream both answer.
+    With ``settings``, a server without JetStream is a :class:`ConfigError` naming it."""
     with translate("NATS did not answer"):
         await nc.flush(timeout=max(1, math.ceil(timeout_s)))
-        await nc.jetstream(timeout=timeout_s).account_info()
+        js = nc.jetstream(timeout=timeout_s)
+        if settings is None:
+            await js.account_info()
+            return
+        with jetstream_required(settings):
+            await js.account_info()
 
 
 async def probe(settings: NatsSettings, timeout_s: float) -> None:
     """Connect once (no reconnects), :func:`ping`, close: for health checks and pre-flight."""
     nc = await probe_connection(settings, timeout_s)
     try:
-        await ping(nc, timeout_s)
+        await ping(nc, timeout_s, settings)
     finally:
         await nc.close()
 
@@ -90,7 +119,7 @@ async def connect(
             # an attempt that cannot reach the server fails (and is logged) like any other
             return await asyncio.wait_for(
                 nats.connect(
-                    servers=[settings.url.reveal()],
+                    servers=settings.servers(),
                     name=f"ingestion-agent-{os.getpid()}",
                     connect_timeout=settings.connect_timeout_s,
                     allow_reconnect=True,
@@ -141,7 +170,8 @@ async def ensure_stream(js: Any, name: str, subject: str, s: NatsSettings) -> No
         max_age=s.max_age_s,
     )
     try:
-        info = await js.stream_info(name)
+        with jetstream_required(s):
+            info = await js.stream_info(name)
     except nats.js.errors.NotFoundError:
         try:
             await js.add_stream(cfg)
@@ -201,24 +231,54 @@ async def connection(
 
 async def probe_connection(settings: NatsSettings, timeout_s: float) -> Any:
     """A connection without reconnects (a lost server shows as ``is_connected`` False at once),
-    for probes: :func:`probe`, and the readiness check that keeps one open."""
+    for probes, commands and the readiness check that keeps one open. A refused or failed
+    connect fails at once (nats-py would try the servers again until ``timeout_s``)."""
+    failed: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+    servers = settings.servers()
+    errors: list[Exception] = []
 
-    async def quiet(exc: Exception) -> None:
-        return None
+    async def first_error(exc: Exception) -> None:
+        errors.append(exc)  # every server refused once: it will not get better by trying again
+        if len(errors) >= len(servers) and not failed.done():
+            failed.set_result(exc)
 
-    with translate(f"cannot connect to NATS at {settings.url.redacted()}"):
-        # nats-py loops on a refused first connect even without reconnects: bound it
-        return await asyncio.wait_for(
-            nats.connect(
-                servers=[settings.url.reveal()],
-                connect_timeout=timeout_s,
-                allow_reconnect=False,
-                max_reconnect_attempts=0,
-                error_cb=quiet,
-                name=f"ingestion-probe-{os.getpid()}",
-            ),
-            timeout=timeout_s,
+    connecting = asyncio.ensure_future(
+        nats.connect(
+            servers=servers,
+            connect_timeout=timeout_s,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            error_cb=first_error,
+            name=f"ingestion-probe-{os.getpid()}",
         )
+    )
+    with translate(f"cannot connect to NATS at {settings.url.redacted()}"):
+        try:
+            racing: set[asyncio.Future[Any]] = {connecting, failed}
+            await asyncio.wait(racing, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(BaseException):
+                    await connecting
+        if connecting.done() and not connecting.cancelled():
+            return connecting.result()
+        if failed.done():
+            raise failed.result()
+        raise TimeoutError(f"no answer within {timeout_s:g} s")
+
+
+@asynccontextmanager
+async def command_connection(settings: NatsSettings, timeout_s: float) -> AsyncIterator[Any]:
+    """A connection for a one-shot command: no reconnects (so no reconnect warnings either),
+    the connect bounded by ``timeout_s``; nats-py and socket errors inside become
+    :class:`PublishError`, a server without JetStream a :class:`ConfigError`; closed on exit."""
+    nc = await probe_connection(settings, timeout_s)
+    try:
+        with translate(f"NATS at {settings.url.redacted()}"), jetstream_required(settings):
+            yield nc
+    finally:
+        await close(nc, timeout_s=timeout_s)
 
 
 async def stream_exists(js: Any, name: str) -> bool:

@@ -69,3 +69,19 @@ async def ping(conn: Any, timeout_s: float) -> None:
     """``SELECT 1`` on a connection or a pool; :class:`StoreError` if it does not answer."""
     with translate("PostgreSQL did not answer SELECT 1"):
         await conn.fetchval("SELECT 1", timeout=timeout_s)
+
+
+async def probe(settings: PostgresSettings, timeout_s: float) -> None:
+    """Connect, ``SELECT 1``, close, each bounded by ``timeout_s``: for pre-flight checks."""
+    with translate(f"cannot connect to PostgreSQL at {settings.dsn.redacted()}"):
+        conn = await asyncpg.connect(
+            settings.dsn.reveal(),
+            timeout=timeout_s,
+            command_timeout=timeout_s,
+            server_settings=_server_settings("probe"),
+        )
+    try:
+        await ping(conn, timeout_s)
+    finally:
+        with translate("PostgreSQL close"):
+            await conn.close(timeout=timeout_s)

@@ -40,3 +40,12 @@ async def ping(redis: aioredis.Redis) -> None:
     """``PING``; :class:`CacheError` if Redis does not answer."""
     with translate("Redis did not answer PING"):
         await redis.ping()
+
+
+async def probe(settings: RedisSettings, timeout_s: float) -> None:
+    """A client, ``PING``, close, bounded by ``timeout_s``: for pre-flight checks."""
+    r = client(settings, timeout_s=timeout_s)
+    try:
+        await ping(r)
+    finally:
+        await r.aclose()

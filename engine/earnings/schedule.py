@@ -59,6 +59,13 @@ def _sessions(name: str, year: int) -> frozenset[dt.date]:
         return frozenset(ts.date() for ts in sessions)
 
 
+@functools.lru_cache(maxsize=1)
+def calendar_names() -> frozenset[str]:
+    """Every name ``exchange_calendars`` knows (aliases such as NYSE included)."""
+    xcals: Any = importlib.import_module("exchange_calendars")
+    return frozenset(xcals.get_calendar_names(include_aliases=True))
+
+
 class WeekdayCalendar:
     """Monday-Friday, no holidays (tests and tools only)."""
 

@@ -31,6 +31,8 @@ from engine.stats import CycleStats, FetchCounts
 log = logging.getLogger(__name__)
 
 RECENT_CYCLES: Final = 30
+PROGRESS_EVERY_S: Final = 10.0
+"""While a fetch phase lasts longer, the supervisor says how it is going this often."""
 WORKER_DIED: Final = "WorkerDied"
 """Error kind counted for the share of a worker that died during the fetch phase."""
 
@@ -48,6 +50,8 @@ class OpenCycle:
         self.refetching: set[int] = set()
         """Workers of :attr:`redo` that were restarted and asked again."""
         self.heads: dict[int, int] = {}
+        self.start_heads: dict[int, int] = {}
+        """The rings' heads when the cycle started (records written since: its progress)."""
         self.fetched = asyncio.Event()
         """Set once every worker answered: the cycle can be sealed."""
         self.published = asyncio.Event()
@@ -169,6 +173,10 @@ class CycleHost(Protocol):
         """The publisher answered for ``cyc``: account for it."""
         ...
 
+    def waiting(self, cyc: OpenCycle) -> None:
+        """``cyc``'s fetch phase has gone on for another ``progress_s``: say how it goes."""
+        ...
+
 
 class Scheduler:
     """Starts a cycle every ``interval_s`` on a fixed grid; cycles never overlap.
@@ -178,10 +186,18 @@ class Scheduler:
     spent than left idle until the next tick.
     """
 
-    def __init__(self, host: CycleHost, tasks: TaskSupervisor, interval_s: float) -> None:
+    def __init__(
+        self,
+        host: CycleHost,
+        tasks: TaskSupervisor,
+        interval_s: float,
+        *,
+        progress_s: float = PROGRESS_EVERY_S,
+    ) -> None:
         self.host = host
         self.tasks = tasks
         self.interval_s = interval_s
+        self.progress_s = progress_s
         self.overruns = 0
         self._watchers: set[asyncio.Task[None]] = set()
 
@@ -195,18 +211,33 @@ class Scheduler:
         watcher.add_done_callback(self._watchers.discard)
         return watcher
 
+    async def _await_fetch(self, cyc: OpenCycle) -> None:
+        """Until ``cyc``'s fetch phase ends (or the engine stops), :meth:`CycleHost.waiting`
+        every ``progress_s``: a slow or failing Yahoo never means minutes of silence."""
+        fetched = asyncio.ensure_future(cyc.fetched.wait())
+        stop = asyncio.ensure_future(self.host.stopping.wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {fetched, stop}, timeout=self.progress_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                if done:
+                    return
+                self.host.waiting(cyc)
+        finally:
+            fetched.cancel()
+            stop.cancel()
+
     async def run(self, *, once: bool) -> None:
         stopping = self.host.stopping
         due = time.monotonic()
         while not stopping.is_set():
             cyc = self.host.start_cycle()
             watcher = self._watch(cyc)
+            await self._await_fetch(cyc)
             if once:
                 await wait_or_stop(watcher, stopping)
                 return
-            fetched = asyncio.ensure_future(cyc.fetched.wait())
-            await wait_or_stop(fetched, stopping)
-            fetched.cancel()
             due, missed = next_start(due, self.interval_s, time.monotonic())
             if missed:
                 self.overruns += missed

@@ -30,7 +30,7 @@ from engine.deps.nats import close as close_nats
 from engine.deps.nats import connect as connect_nats
 from engine.deps.nats import ensure_stream
 from engine.deps.nats import translate as translate_nats
-from engine.errors import PublishError
+from engine.errors import ConfigError, PublishError
 from engine.observe import metrics
 from engine.records import OutMessage
 from engine.retry import backoff_s
@@ -106,10 +106,8 @@ class JetStreamPublisher:
         try:
             with translate_nats("cannot ensure the streams"):
                 await self.ensure_streams()
-        except PublishError as exc:
-            log.warning(
-                "streams_ensure_failed", extra={"error_kind": "PublishError", "error": str(exc)}
-            )
+        except (PublishError, ConfigError) as exc:  # ConfigError: no JetStream (yet)
+            log.warning("streams_ensure_failed", extra={"error_kind": exc.kind, "error": str(exc)})
             return
         log.info("streams_ensured", extra={"stream": self.settings.stream})
 

@@ -26,7 +26,7 @@ from typing import Final
 
 from engine.config import Config
 from engine.deps.nats import ERRORS as NATS_ERRORS
-from engine.errors import PublishError, StoreError
+from engine.errors import ConfigError, PublishError, StoreError
 from engine.observe import logs, metrics
 from engine.records import to_messages
 from engine.ringbuf import Ring
@@ -117,7 +117,7 @@ class Publisher:
                     finally:
                         self.reconciling.set()
                 await asyncio.Event().wait()
-        except PublishError as exc:  # the stream cannot be set up: a configuration problem
+        except (PublishError, ConfigError) as exc:  # streams cannot be set up (no JetStream...)
             self._fatal(str(exc))
 
     async def _watch_dlq(self, every_s: float = DLQ_POLL_S) -> None:

@@ -91,7 +91,7 @@ class TestDeadLetters:
         with EmulatorProcess(["--market-state", "REGULAR", "--latency-ms", "1"]) as emu:
             env = _env(emu.url, nats_names, tmp_path, INGEST_SYMBOLS__FILE=str(sym))
             r = run_cli(["run", "--once"], env)
-        assert r.returncode == 1  # the cycle could not publish its quotes
+        assert r.returncode == 4  # SINK_REFUSED: JetStream refused the quotes
         dlq = stream_messages(NATS_URL, nats_names["INGEST_NATS__DLQ_STREAM"])
         assert {p["kind"] for p, _ in dlq} == {"unpublishable"}
         assert {p["symbol"] for p, _ in dlq} == {"AAPL", "MSFT"}

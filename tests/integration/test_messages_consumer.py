@@ -176,7 +176,7 @@ def test_unpublishable_letters_validate(nats_names: dict[str, str], tmp_path: Pa
     with EmulatorProcess(["--market-state", "REGULAR", "--latency-ms", "1"]) as emu:
         r = run_cli(["run", "--once"], _env(emu.url, nats_names, tmp_path,
                                             INGEST_SYMBOLS__FILE=str(sym)))  # fmt: skip
-    assert r.returncode == 1  # the cycle could not publish its quotes
+    assert r.returncode == 4  # SINK_REFUSED: JetStream refused the quotes
     letters = stream_messages(NATS_URL, nats_names["INGEST_NATS__DLQ_STREAM"])
     assert {p["kind"] for p, _ in letters} == {"unpublishable"} and len(letters) == 2
     validate_all("market_dlq.v1.schema.json", [p for p, _ in letters])

@@ -22,8 +22,8 @@ import pytest
 
 from engine import errors
 from engine.config import Config, Secret, env_name
-from engine.quote import RejectReason
-from engine.records import OutMessage, unpublishable
+from engine.quote import Quote, RejectReason
+from engine.records import OutMessage, _letter_id, unpublishable
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -242,3 +242,70 @@ def test_link_checker_catches_a_broken_link(tmp_path: Path) -> None:
     assert _slug("IngestionBreakerOpen") == "ingestionbreakeropen"
     assert _slug("Guarantees") == "guarantees"
     assert _slug("Versioning rules for consumers") == "versioning-rules-for-consumers"
+
+
+# -- names of settings anywhere in the docs ----------------------------------------------------
+
+_PROSE = [
+    ROOT / "README.md", *sorted(DOCS.glob("*.md")), ROOT / "config.toml",
+    ROOT / "docker-compose.yml", ROOT / "deploy" / "compose" / "env.example",
+    ROOT / "bench" / "README.md", ROOT / "Dockerfile",
+]  # fmt: skip
+
+
+def _keys() -> set[str]:
+    return {
+        f"{sf.name}.{f.name}"
+        for sf in msgspec.structs.fields(Config)
+        for f in msgspec.structs.fields(sf.type)
+    }
+
+
+def test_every_environment_variable_named_exists() -> None:
+    """An ``INGEST_*`` name in README, docs/, config.toml or the deployment files is a real
+    variable (a renamed or removed setting is not still recommended)."""
+    real = {env_name(k) for k in _keys()} | {"INGEST_CONFIG"}
+    stale = sorted(
+        f"{p.relative_to(ROOT)}: {m}"
+        for p in _PROSE
+        for m in re.findall(r"INGEST_[A-Z0-9_]*[A-Z0-9]", p.read_text(encoding="utf-8"))
+        if m not in real
+    )
+    assert not stale, stale
+
+
+def test_every_setting_named_exists() -> None:
+    """A `` `section.key` `` (or `` `section.key = value` ``) in README and docs/ is a real key."""
+    keys, sections = _keys(), {f.name for f in msgspec.structs.fields(Config)}
+    stale = []
+    for p in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        for sec, key in re.findall(r"`([a-z]+)\.([a-z_0-9]+)(?:\s*=[^`]*)?`", p.read_text()):
+            if sec in sections and f"{sec}.{key}" not in keys and key not in ("json", "py"):
+                stale.append(f"{p.name}: {sec}.{key}")
+    assert not stale, stale
+
+
+def test_message_id_examples_have_the_current_form() -> None:
+    """docs/messages.md showed ids of an older form: every example id now has the form the
+    code builds (quote ``{symbol}:{market_time}:{volume}``; rejected letter
+    ``{symbol}:{reason}:{market_time or i<ingest second>}``; ``unpublishable:{quote id}``)."""
+    text = read("messages.md")
+    quote = r"[A-Z][A-Z0-9.\-]*:\d+:\d+"
+    reasons = "|".join(r.label for r in RejectReason)
+    forms = {
+        "quote": re.compile(rf"^{quote}$"),
+        "rejected": re.compile(rf"^[A-Z][A-Z0-9.\-]*:({reasons}):(\d+|i\d+)$"),
+        "unpublishable": re.compile(rf"^unpublishable:{quote}$"),
+        "earnings": re.compile(r"^earnings:[a-z_]+:[A-Z][A-Z0-9.\-]*:\d{4}-\d\d-\d\d$"),
+    }
+    ids = re.findall(r"Nats-Msg-Id: ([^`\s]+)`", text)
+    ids += re.findall(r'"original_msg_id": "([^"]+)"', text)
+    ids += re.findall(r'"msg_id":"([^"]+)"', text)
+    assert len(ids) >= 6, ids
+    stale = [i for i in ids if not any(f.match(i) for f in forms.values())]
+    assert not stale, f"ids in docs/messages.md of no current form: {stale}"
+    q = Quote(symbol="AAPL", price=1.0, volume=7, change_percent=None, market_time=9,
+              market_state="REGULAR", currency=None, exchange=None, source="yahoo_v7",
+              ingest_time_ns=0, correlation_id="x")  # fmt: skip
+    assert forms["quote"].match(q.msg_id), q.msg_id  # the regex is the code's form
+    assert forms["rejected"].match(_letter_id("BRKS", "not_traded", 0, 5_000_000_000))

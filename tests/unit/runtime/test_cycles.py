@@ -110,6 +110,7 @@ class Host:
         self.n = n
         self.fetch_s = fetch_s
         self.completed: list[int] = []
+        self.waited: list[int] = []
 
     def start_cycle(self) -> OpenCycle:
         cyc = self.book.start([0])
@@ -124,6 +125,9 @@ class Host:
         self.completed.append(cyc.cycle)
         if len(self.completed) >= self.n:
             self.stopping.set()
+
+    def waiting(self, cyc: OpenCycle) -> None:
+        self.waited.append(cyc.cycle)
 
 
 async def test_scheduler_once_runs_one_cycle_to_completion() -> None:
@@ -141,3 +145,20 @@ async def test_scheduler_counts_overruns_and_starts_the_next_cycle_at_once() -> 
         scheduler.cancel()
     assert host.completed[:3] == [1, 2, 3]
     assert scheduler.overruns >= 2  # every 50 ms fetch phase covered at least two 20 ms ticks
+
+
+async def test_scheduler_reports_a_long_fetch_phase() -> None:
+    """Issue 16: nothing was printed for minutes while Yahoo was down. The host is told every
+    progress_s while a fetch phase lasts (once mode too), and not after it ended."""
+    host = Host(n=99, fetch_s=0.55)
+    async with TaskSupervisor("test") as tasks:
+        await Scheduler(host, tasks, interval_s=60.0, progress_s=0.1).run(once=True)
+    assert host.completed == [1]
+    assert 4 <= len(host.waited) <= 6 and set(host.waited) == {1}
+
+
+async def test_scheduler_quick_fetch_reports_nothing() -> None:
+    host = Host(n=99, fetch_s=0.0)
+    async with TaskSupervisor("test") as tasks:
+        await Scheduler(host, tasks, interval_s=60.0, progress_s=0.1).run(once=True)
+    assert host.waited == []
