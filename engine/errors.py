@@ -15,6 +15,7 @@ class (the ``retryable`` class attribute), never by matching message text::
     │   │   ├── RateLimitedError    429, or "Too Many Requests" text               (retryable)
     │   │   └── UpstreamAuthError   401 / bad cookie or crumb -> refresh crumb once (retryable)
     │   ├── UpstreamPayloadError    HTML page, truncated or malformed JSON          (retryable)
+    │   │   └── StreamFrameError    one streamer frame that does not decode: skipped (not retryable)
     │   └── CircuitOpenError        the breaker refuses calls for a while
     ├── ServiceUnavailableError     a command's NATS/PostgreSQL/Redis did not answer in time
     ├── QuoteRejectedError          a single quote failed validation (carries the reason)
@@ -121,6 +122,19 @@ class UpstreamAuthError(UpstreamStatusError):
 
 class UpstreamPayloadError(UpstreamError):
     """The body is not what the endpoint should return (HTML outage page, truncated JSON, ...)."""
+
+
+class StreamFrameError(UpstreamPayloadError):
+    """One frame of Yahoo's websocket streamer does not decode (not JSON, no base64 ``message``,
+    a protobuf that does not parse, no symbol). The frame is skipped and counted; the connection
+    stays up. ``reason`` is a short stable label, ``excerpt`` the frame's first characters."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, reason: str, excerpt: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.excerpt = excerpt
 
 
 class CircuitOpenError(UpstreamError):

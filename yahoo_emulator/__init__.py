@@ -4,7 +4,8 @@ It is what the ingestion engine is built and tested against, so it reproduces Ya
 observable behaviour (as recorded from the real service): the fc.yahoo.com ``A3`` cookie
 and getcrumb flow, ``/v7/finance/quote`` (crumb required, ``fields`` with the fixed base set,
 ``formatted``, unknown symbols omitted, delisted stubs, units), ``/v8/finance/chart`` (good
-enough for ``yfinance.download``), plain-text 429s, and the faults clients must survive.
+enough for ``yfinance.download``), the websocket streamer (protobuf pricing frames, 100 symbols
+per connection), plain-text 429s, and the faults clients must survive.
 Prices are seeded random walks from the last sale of ~7,200 US listings, advanced lazily with
 a simulated New York market clock. ``{BASE}.X{n}`` replicas scale the universe to 100k+
 symbols for benches.
@@ -23,7 +24,9 @@ or the ``yahoo-emulator`` console script (:mod:`yahoo_emulator.cli`).
 
 Modules: :mod:`.config` knobs, :mod:`.universe` reference data, :mod:`.market` clock and walks,
 :mod:`.auth` cookie/crumb, :mod:`.quotes` v7 quote, :mod:`.chart` v8 chart, :mod:`.faults`
-rate limiting and fault injection, :mod:`.stats` counters and access log, :mod:`.control`
+rate limiting and fault injection, :mod:`.streamer` the websocket streamer (with
+:mod:`.stream_conn` one connection and :mod:`.stream_feed` cadence and frames),
+:mod:`.stats` counters and access log, :mod:`.control`
 ``/_emulator/*``, :mod:`.state` the emulator's state, :mod:`.app` routing and the edge
 middleware, :mod:`.server` runners, :mod:`.cli`.
 """

@@ -6,6 +6,7 @@ One origin serves every Yahoo host the client rewrites to it:
 path                                      endpoint    module
 ========================================  ==========  =====================================
 ``GET /`` (fc.yahoo.com)                  cookie      :mod:`.auth`
+``GET /`` + websocket upgrade (streamer)  streamer    :mod:`.streamer`
 ``GET /v1/test/getcrumb``                 getcrumb    :mod:`.auth`
 ``GET /v7/finance/quote``                 quote       :mod:`.quotes`
 ``GET /v8/finance/chart/{symbol}``        chart       :mod:`.chart`
@@ -18,7 +19,8 @@ path                                      endpoint    module
 
 New endpoint families are a module with an
 ``async def handle_x(emu, request)`` plus one line in :func:`build_app`; the edge middleware
-gives them latency, rate limiting, faults, stats and the access log for free.
+gives them latency, rate limiting, faults, stats and the access log for free. The streamer's
+websocket bypasses the edge (it has its own faults and counters, :mod:`.streamer`).
 
 The *edge* middleware does, for every Yahoo endpoint (not control): injected latency; 414 for
 an over-long request target; the per-client token bucket (429); the ``fault_429`` storm; the
@@ -42,6 +44,7 @@ from yahoo_emulator import (
     quotes,
     quotesummary,
     screener,
+    streamer,
     visualization,
 )
 from yahoo_emulator.config import EmulatorConfig
@@ -135,7 +138,7 @@ async def edge_middleware(
 ) -> web.StreamResponse:
     name = request.match_info.route.name or "other"
     endpoint = name.partition(".")[0]
-    if endpoint == "control":
+    if endpoint == "control" or (endpoint == "cookie" and streamer.is_upgrade(request)):
         return await handler(request)
     return await _serve_yahoo(request.app[EMU_KEY], request, handler, endpoint)
 
@@ -148,11 +151,23 @@ def _bind(fn: EmuHandler) -> Callable[[web.Request], Awaitable[web.StreamRespons
     return handler
 
 
+async def handle_root(emu: Emulator, request: web.Request) -> web.StreamResponse:
+    """``GET /``: the streamer for a websocket upgrade, else fc.yahoo.com's cookie."""
+    if streamer.is_upgrade(request):
+        return await emu.streamer.handle(request)
+    return await auth.handle_cookie(emu, request)
+
+
 def build_app(emu: Emulator) -> web.Application:
     app = web.Application(middlewares=[edge_middleware])
     app[EMU_KEY] = emu
+
+    async def close_streams(app: web.Application) -> None:
+        await app[EMU_KEY].streamer.aclose()
+
+    app.on_shutdown.append(close_streams)
     r = app.router
-    r.add_get("/", _bind(auth.handle_cookie), name="cookie")
+    r.add_get("/", _bind(handle_root), name="cookie")
     r.add_get("/v1/test/getcrumb", _bind(auth.handle_getcrumb), name="getcrumb")
     r.add_get("/v7/finance/quote", _bind(quotes.handle_quote), name="quote")
     r.add_get("/v8/finance/chart/{symbol}", _bind(chart.handle_chart), name="chart")
@@ -184,4 +199,5 @@ def build_app(emu: Emulator) -> web.Application:
         "/_emulator/expire_crumbs", _bind(control.handle_expire_crumbs), name="control.crumbs"
     )
     r.add_post("/_emulator/reset", _bind(control.handle_reset), name="control.reset")
+    r.add_post("/_emulator/stream/fault", _bind(control.handle_stream_fault), name="control.stream")
     return app

@@ -10,8 +10,12 @@ Probabilities are per request (``fault_429``, ``fault_5xx``, ``fault_html``, ``f
 ``fault_reset``, ``fault_stall``, ``fault_crumb_text``) or per v7 response (``fault_invalid_quote``,
 ``fault_stale_quote``: one quote of the batch is damaged) or per quote (``fault_poison_quote``: a
 share of the quotes carries an extreme value of ``poison_kinds``; ``poison_symbols`` names symbols
-whose quote is always poisoned, ``SYMBOL=kind``, kind a poison or an invalid kind). All draws
-come from RNGs seeded with ``seed``, so a sequential client sees the same faults on every run.
+whose quote is always poisoned, ``SYMBOL=kind``, kind a poison or an invalid kind). The
+streamer's (``stream_*``) are per websocket upgrade (``stream_refuse``), per connection (``stream_fault_close``/``abort``/``stall``, drawn when
+it opens), per frame sent (``stream_fault_garbage``, ``stream_fault_unknown_type``,
+``stream_same_time``, ``stream_components``) or per snapshot (``stream_fault_stale_snapshot``).
+All draws come from RNGs seeded with ``seed``, so a sequential client sees the same faults on
+every run.
 """
 
 from __future__ import annotations
@@ -107,6 +111,25 @@ class EmulatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     fault_poison_quote: Prob = 0.0
     poison_kinds: tuple[PoisonKind, ...] = POISON_KINDS
     poison_symbols: tuple[str, ...] = ()
+    # --- websocket streamer (yahoo_emulator/streamer.py) ---------------------------------------
+    stream_max_symbols: NonNegInt = 100
+    stream_pump_s: Annotated[float, msgspec.Meta(gt=0.0, le=10.0)] = 0.2
+    stream_liquid_volume: NonNegInt = 500_000
+    stream_min_gap_s: NonNegFloat = 1.0
+    stream_max_gap_s: NonNegFloat = 5.0
+    stream_illiquid_gap_s: NonNegFloat = 180.0
+    stream_same_time: Prob = 0.05
+    stream_components: Prob = 0.05
+    stream_idle_close_s: NonNegFloat = 1200.0
+    stream_refuse: Prob = 0.0
+    stream_refuse_status: Literal[429, 503] = 429
+    stream_fault_close: Prob = 0.0
+    stream_fault_abort: Prob = 0.0
+    stream_fault_stall: Prob = 0.0
+    stream_fault_after_s: NonNegFloat = 60.0
+    stream_fault_garbage: Prob = 0.0
+    stream_fault_unknown_type: Prob = 0.0
+    stream_fault_stale_snapshot: Prob = 0.0
     # --- logging ------------------------------------------------------------------------------
     access_log: str = ""
     access_log_symbols: bool = False
@@ -116,6 +139,8 @@ class EmulatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
             raise ValueError("invalid_kinds: must name at least one kind")
         if not self.poison_kinds:
             raise ValueError("poison_kinds: must name at least one kind")
+        if self.stream_max_gap_s < self.stream_min_gap_s:
+            raise ValueError("stream_max_gap_s: must be >= stream_min_gap_s")
         for entry in self.poison_symbols:
             sym, _, kind = entry.partition("=")
             if not sym or kind not in POISON_KINDS + INVALID_KINDS:
@@ -159,7 +184,7 @@ HELP: Final[dict[str, str]] = {
     "fault_invalid_quote": "probability one quote of a v7 batch is invalid (see invalid_kinds)",
     "invalid_kinds": "comma list: string_price,negative_volume,zero_price,huge_price,string_time",
     "fault_stale_quote": "probability one quote of a v7 batch carries an old regularMarketTime",
-    "stale_age_s": "age of such a stale quote, seconds",
+    "stale_age_s": "age of such a stale quote (v7) or stale snapshot (streamer), seconds",
     "fault_crumb_text": "probability getcrumb answers 'Too Many Requests' as the crumb (200)",
     "fault_endpoints": "endpoints subject to the 5xx/html/truncate/reset faults "
     "(cookie,getcrumb,quote,chart,quoteSummary,visualization,screener,timeseries)",
@@ -174,6 +199,33 @@ HELP: Final[dict[str, str]] = {
     "poison_kinds": "comma list: " + ",".join(POISON_KINDS),
     "poison_symbols": "comma list of SYMBOL=kind: these symbols' quotes are always poisoned "
     "(kind: a poison kind, or an invalid kind such as huge_price or zero_price)",
+    "stream_max_symbols": "streamer: symbols per connection; extras are dropped silently, unknown "
+    "symbols use up slots (0 = no cap)",
+    "stream_pump_s": "streamer: how often (real seconds) it reads the clock and sends updates",
+    "stream_liquid_volume": "streamer: daily volume (shares) from which a symbol is liquid",
+    "stream_min_gap_s": "streamer: shortest gap between two frames of a liquid symbol (s)",
+    "stream_max_gap_s": "streamer: longest gap between two frames of a liquid symbol (s)",
+    "stream_illiquid_gap_s": "streamer: mean gap between two frames of an illiquid symbol (s)",
+    "stream_same_time": "streamer: probability an update comes as two frames with the same "
+    "time and different day_volume",
+    "stream_components": "streamer: probability a frame also carries the undeclared field 34",
+    "stream_idle_close_s": "streamer: close a socket whose client sent nothing (pings do not "
+    "count) for this long, real seconds (0 = never)",
+    "stream_refuse": "streamer: probability a websocket upgrade is refused",
+    "stream_refuse_status": "streamer: HTTP status of a refused upgrade (429 or 503)",
+    "stream_fault_close": "streamer: probability a connection is closed normally (1000) after "
+    "about stream_fault_after_s",
+    "stream_fault_abort": "streamer: probability a connection is aborted (no close frame) after "
+    "about stream_fault_after_s",
+    "stream_fault_stall": "streamer: probability a connection goes silent (open, answering "
+    "pings, no frames) after about stream_fault_after_s",
+    "stream_fault_after_s": "streamer: when a connection fault strikes: uniform in [0.5, 1.5] x "
+    "this, real seconds after the connection opened",
+    "stream_fault_garbage": "streamer: probability a frame is preceded by a garbage frame",
+    "stream_fault_unknown_type": "streamer: probability a frame is preceded by a frame of "
+    "another type than pricing",
+    "stream_fault_stale_snapshot": "streamer: probability a snapshot on subscribe is stale "
+    "(time stale_age_s older, previous close as price)",
     "access_log": "JSON-lines access log file (empty = none)",
     "access_log_symbols": "also write the requested symbols (comma list) of each v7 quote request "
     "to the access log (benches measuring per-symbol refresh times)",

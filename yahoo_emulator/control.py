@@ -7,7 +7,11 @@
 * ``POST /_emulator/config`` with a JSON object of knobs -> the new knobs; 400
   ``{"error": ...}`` naming the bad key (nothing changes then)
 * ``POST /_emulator/expire_crumbs`` -> ``{"expired": n}``: every crumb becomes invalid now
-* ``POST /_emulator/reset`` -> zero the counters and empty the rate-limit buckets
+* ``POST /_emulator/reset`` -> zero the counters (the streamer's too) and empty the rate-limit
+  buckets
+* ``POST /_emulator/stream/fault`` with ``{"kind": K, "count": n}`` -> strike up to n live
+  streamer connections now (oldest first) with K = close, abort, stall, garbage or
+  unknown_type; ``{"struck": [connection ids]}``; 400 naming the bad key
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from yahoo_emulator.auth import AuthStore
 from yahoo_emulator.config import ConfigPatchError, EmulatorConfig, config_to_dict
 from yahoo_emulator.faults import RateLimiter
 from yahoo_emulator.stats import Stats
+from yahoo_emulator.streamer import Streamer, parse_trigger
 
 
 class ControlView(Protocol):
@@ -39,6 +44,9 @@ class ControlView(Protocol):
 
     @property
     def stats(self) -> Stats: ...
+
+    @property
+    def streamer(self) -> Streamer: ...
 
     def configure(self, changes: Mapping[str, Any]) -> EmulatorConfig: ...
 
@@ -83,5 +91,20 @@ async def handle_expire_crumbs(emu: ControlView, request: web.Request) -> web.St
 
 async def handle_reset(emu: ControlView, request: web.Request) -> web.StreamResponse:
     emu.stats.reset()
+    emu.streamer.stats.reset()
     emu.limiter.reset()
     return _json({"ok": True})
+
+
+async def handle_stream_fault(emu: ControlView, request: web.Request) -> web.StreamResponse:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        return _json({"error": f"body is not JSON: {exc}"}, status=400)
+    if not isinstance(body, Mapping):
+        return _json({"error": 'body must be {"kind": ..., "count": n}'}, status=400)
+    try:
+        kind, count = parse_trigger(body)
+    except ValueError as exc:
+        return _json({"error": str(exc)}, status=400)
+    return _json({"struck": await emu.streamer.trigger(kind, count)})

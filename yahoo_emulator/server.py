@@ -1,8 +1,8 @@
 """Running the emulator: in the caller's event loop, in a background thread, or as a process.
 
 * ``async with serve_emulator(cfg, port=0) as emu:`` - binds (port 0 = ephemeral), yields a
-  :class:`RunningEmulator` (``.url``, ``.stats()``, ``.configure(...)``,
-  ``.expire_crumbs()``), and shuts the server down on exit.
+  :class:`RunningEmulator` (``.url``, ``.stream_url``, ``.stats()``, ``.configure(...)``,
+  ``.expire_crumbs()``, ``.stream_fault(kind)``), and shuts the server down on exit.
 * ``with EmulatorThread(cfg) as emu:`` - the same on a private event loop (uvloop) in a thread,
   for synchronous tests and tools (yfinance, curl_cffi). ``.stats()``/``.configure()`` hop to
   the emulator's loop and wait for the answer.
@@ -52,6 +52,15 @@ class RunningEmulator:
 
     def expire_crumbs(self) -> int:
         return self.emulator.auth.expire_all()
+
+    @property
+    def stream_url(self) -> str:
+        """The streamer's URL (``wss://streamer.finance.yahoo.com/?version=2`` here)."""
+        return "ws" + self.url.removeprefix("http") + "/?version=2"
+
+    async def stream_fault(self, kind: str, count: int = 1) -> list[int]:
+        """Strike up to ``count`` live streamer connections with fault ``kind`` now."""
+        return await self.emulator.streamer.trigger(kind, count)
 
     @property
     def config(self) -> EmulatorConfig:
@@ -226,3 +235,10 @@ class EmulatorThread:
             return self.running.expire_crumbs()
 
         return self._call(expire())
+
+    @property
+    def stream_url(self) -> str:
+        return self.running.stream_url
+
+    def stream_fault(self, kind: str, count: int = 1) -> list[int]:
+        return self._call(self.running.stream_fault(kind, count))

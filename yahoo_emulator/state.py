@@ -1,6 +1,7 @@
 """The emulator's state: :class:`Emulator` holds everything one emulated Yahoo serves from
-(configuration, clock, universe, market, renderers, auth, faults, rate limiter, statistics and
-access log). The handlers take it as their first argument; :mod:`.app` wires them to routes.
+(configuration, clock, universe, market, renderers, auth, faults, rate limiter, statistics,
+access log and the websocket streamer). The handlers take it as their first argument;
+:mod:`.app` wires them to routes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from yahoo_emulator.market import Market
 from yahoo_emulator.quotes import QuoteRenderer
 from yahoo_emulator.responses import N_SYMBOLS
 from yahoo_emulator.stats import AccessLog, Stats
+from yahoo_emulator.streamer import Streamer
 from yahoo_emulator.universe import Universe, load_universe
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class Emulator:
         self.stats = Stats()
         self.delisted = frozenset(s.upper() for s in self.cfg.delisted)
         self.access_log = AccessLog(self.cfg.access_log) if self.cfg.access_log else None
+        self.streamer = Streamer(self, self.cfg.seed)
 
     def now(self) -> float:
         """Simulated time: the clock plus ``time_offset_s``."""
@@ -76,6 +79,7 @@ class Emulator:
         out["instruments"] = self.market.n
         out["cookies_issued"] = self.auth.cookies_issued
         out["crumbs_issued"] = self.auth.crumbs_issued
+        out["streamer"] = self.streamer.snapshot()
         out["config"] = config_to_dict(self.cfg)
         return out
 

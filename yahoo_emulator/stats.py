@@ -83,3 +83,44 @@ class AccessLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+class StreamStats:
+    """Counters of the websocket streamer (``streamer`` in ``GET /_emulator/stats``).
+
+    ``frames_sent`` counts pricing frames written to sockets (snapshots included; garbage and
+    other-type frames are counted in ``faults``), ``frames_by_symbol`` the same per symbol,
+    ``closes`` connections ended by reason (``client``, ``malformed``, ``idle``, ``fault_close``,
+    ``fault_abort``, ``slow_reader``, ``shutdown``), ``refused`` upgrades by HTTP status.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.connections_opened = 0
+        self.refused: Counter[str] = Counter()
+        self.subscribe_frames = 0
+        self.unsubscribe_frames = 0
+        self.symbols_dropped = 0  # over the per-connection cap
+        self.symbols_unknown = 0  # slots taken by symbols the emulator does not know
+        self.frames_sent = 0
+        self.snapshots_sent = 0
+        self.frames_by_symbol: Counter[str] = Counter()
+        self.closes: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "connections_opened": self.connections_opened,
+            "refused": dict(self.refused),
+            "subscribe_frames": self.subscribe_frames,
+            "unsubscribe_frames": self.unsubscribe_frames,
+            "symbols_dropped": self.symbols_dropped,
+            "symbols_unknown": self.symbols_unknown,
+            "frames_sent": self.frames_sent,
+            "snapshots_sent": self.snapshots_sent,
+            "frames_by_symbol": dict(self.frames_by_symbol),
+            "closes": dict(self.closes),
+            "faults": dict(self.faults),
+        }

@@ -5,6 +5,7 @@
 * docs/configuration.md has a row for every key of every section of ``Config`` with its
   environment name and the code's default, and config.toml states every key with that default;
 * docs/runbook.md has a section for every alert of deploy/prometheus/alerts.yml;
+* docs/emulator.md has a row for every streamer knob of the emulator with its default;
 * every relative link (and ``#anchor``) in docs/*.md and README.md resolves.
 """
 
@@ -144,6 +145,19 @@ def test_every_setting_is_documented_with_env_and_default() -> None:
         if extra:
             problems.append(f"[{section}] documents unknown keys {sorted(extra)}")
     assert not problems, "docs/configuration.md: " + "; ".join(problems)
+
+
+def test_every_streamer_knob_is_documented_with_its_default() -> None:
+    from yahoo_emulator.config import EmulatorConfig
+
+    rows = {k: v for k, v in _table_rows(read("emulator.md")).items() if k.startswith("stream_")}
+    knobs = {f.name: f.default for f in msgspec.structs.fields(EmulatorConfig)}
+    stream_knobs = {k: v for k, v in knobs.items() if k.startswith("stream_")}
+    assert len(stream_knobs) >= 18
+    assert set(rows) == set(stream_knobs), set(rows) ^ set(stream_knobs)
+    for name, row in rows.items():
+        default = row.split("|")[0].strip()
+        assert json.loads(default) == stream_knobs[name], (name, default)
 
 
 def test_config_toml_states_every_default_value_by_value() -> None:

@@ -148,7 +148,8 @@ def test_survives_a_closed_pipe(tmp_path: Path) -> None:
             "-o",
             "pipefail",
             "-c",
-            f"{sys.executable} -m engine symbols check {path} --on-invalid reject --limit 0 | head -n 3",
+            f"{sys.executable} -m engine symbols check {path} --on-invalid reject --limit 0"
+            " | head -n 3",
         ],
         capture_output=True,
         text=True,
