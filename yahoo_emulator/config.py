@@ -12,8 +12,9 @@ Probabilities are per request (``fault_429``, ``fault_5xx``, ``fault_html``, ``f
 share of the quotes carries an extreme value of ``poison_kinds``; ``poison_symbols`` names symbols
 whose quote is always poisoned, ``SYMBOL=kind``, kind a poison or an invalid kind). The
 streamer's (``stream_*``) are per websocket upgrade (``stream_refuse``), per connection
-(``stream_fault_close``/``abort``/``stall``, drawn when it opens), per frame sent (``stream_fault_garbage``, ``stream_fault_unknown_type``,
-``stream_same_time``, ``stream_components``) or per snapshot (``stream_fault_stale_snapshot``).
+(``stream_fault_close``/``abort``/``stall``, drawn when it opens), per frame sent
+(``stream_fault_garbage``, ``stream_fault_unknown_type``, ``stream_same_time``,
+``stream_components``) or per snapshot (``stream_fault_stale_snapshot``).
 All draws come from RNGs seeded with ``seed``, so a sequential client sees the same faults on
 every run.
 """
