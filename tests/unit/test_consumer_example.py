@@ -52,7 +52,7 @@ class Sub:
 class Conn:
     def __init__(self, sub: Sub) -> None:
         self.sub = sub
-        self.drained = False
+        self.closed = False
 
     def jetstream(self) -> Any:
         async def pull_subscribe(*args: Any, **kwargs: Any) -> Sub:
@@ -60,8 +60,8 @@ class Conn:
 
         return SimpleNamespace(pull_subscribe=pull_subscribe)
 
-    async def drain(self) -> None:
-        self.drained = True
+    async def close(self) -> None:
+        self.closed = True
 
 
 @pytest.mark.parametrize(
@@ -87,4 +87,4 @@ def test_idle_fetch_ends_the_run_with_exit_0(
     out, err = capsys.readouterr()
     assert [json.loads(line)["seq"] for line in out.splitlines()] == [1, 2]
     assert "consumed 2 message(s) from S" in err
-    assert conn.drained
+    assert conn.closed
