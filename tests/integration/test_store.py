@@ -751,6 +751,7 @@ class TestOutages:
         assert stats.rows_written + stats.rows_duplicate == 24_000
         assert stats.rows_dropped == 0 and stats.rows_rejected == 0
 
+    @pytest.mark.xdist_group("own_pg_server")  # one module server for both (make test)
     async def test_server_stopped_spills_then_recovers_exactly_once(
         self, own_pg: OwnPostgres, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -786,6 +787,7 @@ class TestOutages:
         assert events.count("pg_unavailable") == 1
         assert events.count("pg_recovered") == 1
 
+    @pytest.mark.xdist_group("own_pg_server")  # one module server for both (make test)
     async def test_start_without_database_then_it_appears(
         self, own_pg: OwnPostgres, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
