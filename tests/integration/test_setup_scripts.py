@@ -55,7 +55,9 @@ def command_lines() -> list[str]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    drop = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")  # a nested make must not join our jobserver
+    # a nested make must not join our jobserver, nor take the variables given to `make test`
+    # (make exports them to the environment: PYTEST_WORKERS=3 would be the nested default)
+    drop = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "PYTEST_WORKERS", "PYTEST_ARGS")
     env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_") and k not in drop}
     env["INGEST_CONFIG"] = str(ROOT / "config.toml")
     env.update(extra)
