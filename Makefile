@@ -3,8 +3,9 @@
 # Everything runs from the repo-root virtualenv .venv; the services (NATS with JetStream,
 # PostgreSQL, Redis) are the ones config.toml and the INGEST_* environment name, started locally
 # on loopback when they do not answer. `make setup` does all the set-up (.venv, the services and
-# the tests' database); `make test` only runs pytest, which stops at once, naming the service,
-# when integration tests are selected and a service does not answer.
+# the tests' database); `make test` only runs pytest (in parallel workers, see PYTEST_WORKERS),
+# which stops at once, naming the service, when integration tests are selected and a service
+# does not answer.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -24,7 +25,13 @@ export EMULATOR_HOST EMULATOR_PORT
 # The tests' PostgreSQL database (tests/integration read TEST_POSTGRES_DSN, same default).
 TEST_POSTGRES_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 export TEST_POSTGRES_DSN
-# Extra pytest arguments, e.g. make test PYTEST_ARGS='-m "not slow" -x'
+# `make test` runs the suite in PYTEST_WORKERS pytest-xdist worker processes; most tests wait on
+# services and subprocesses, so more workers than cores pays. --dist loadgroup hands tests out one
+# by one, except that the tests of one xdist_group mark run on one worker (a module fixture they
+# share, or a fixed resource such as the demo's log). Serially (debugging): PYTEST_ARGS=-n0.
+PYTEST_WORKERS ?= 4
+# Extra pytest arguments (after the worker options, so they win), e.g.
+# make test PYTEST_ARGS='-m "not slow" -x', or PYTEST_ARGS='-n0 tests/unit' to run serially
 PYTEST_ARGS ?=
 
 .PHONY: help setup venv services demo demo-once live test lint bench clean distclean
@@ -50,9 +57,9 @@ demo-once: venv services ## offline: emulator + one engine cycle, then exit
 live: venv services ## the engine against the real Yahoo Finance (needs internet)
 	$(BIN)/ingestion-agent run
 
-test: ## the whole test suite (unit, emulator, integration, fault); run `make setup` first
+test: ## the whole test suite in parallel (unit, emulator, integration, fault); `make setup` first
 	@[ -x $(BIN)/pytest ] || { echo "make test: $(BIN)/pytest missing: run 'make setup' first" >&2; exit 1; }
-	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: that is a failure" >&2; fi; \
 	exit $$rc
 

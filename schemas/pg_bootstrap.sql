@@ -5,7 +5,8 @@
 -- fixed when the table is first created and never changes by itself afterwards.
 --
 -- Applied by `ingestion-agent db migrate` and at start-up, inside the migration transaction and
--- under an advisory lock, so concurrent start-ups cannot race. Stand-alone use:
+-- under a database-wide advisory lock (engine.sinks.migrations.bootstrap), so concurrent
+-- start-ups, of the same table or of different ones, cannot race. Stand-alone use:
 --   psql -f schemas/pg_bootstrap.sql
 CREATE TABLE IF NOT EXISTS ingestion_schema_migrations (
     table_name  text        NOT NULL,

@@ -12,8 +12,9 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,13 +31,40 @@ def _needs_services(item: pytest.Item) -> bool:
     )
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Stop the run (exit code 4) when selected tests need services that do not answer."""
-    if session.config.option.collectonly or not any(map(_needs_services, session.items)):
-        return
+def _stop_if_services_missing() -> None:
     missing = missing_services(timeout_s=2.0)
     if missing:
         pytest.exit(missing_message(missing), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop the run (exit code 4) when selected tests need services that do not answer.
+
+    Under pytest-xdist the workers leave this to the controller (a worker that exits only
+    crashes), which checks once the first worker has collected
+    (:func:`pytest_xdist_node_collection_finished`)."""
+    config = session.config
+    if config.option.collectonly or hasattr(config, "workerinput"):
+        return
+    if any(map(_needs_services, session.items)):
+        _stop_if_services_missing()
+
+
+_SERVICES_CHECKED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: Sequence[str]) -> None:
+    """pytest-xdist's controller: the check of :func:`pytest_collection_finish`, once per run,
+    on the test ids the first worker collected (the controller has no items, so it goes by
+    path: integration tests live in tests/integration/)."""
+    config: pytest.Config = node.config
+    if config.stash.get(_SERVICES_CHECKED, False):
+        return
+    config.stash[_SERVICES_CHECKED] = True
+    paths = {nodeid.split("::", 1)[0] for nodeid in ids}
+    if any((config.rootpath / p).is_relative_to(INTEGRATION_DIR) for p in paths):
+        _stop_if_services_missing()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from engine.errors import StoreConfigError
 from engine.sinks.migrations import (
     MIGRATIONS_TABLE,
     SCHEMA_DIR,
+    bootstrap,
     load_migrations,
     recorded_state,
     render,
@@ -64,10 +65,9 @@ async def migrate_earnings(
     names = table_names(table)
     migrations = load_migrations(schema_dir)
     latest = migrations[-1].version if migrations else 0
-    bootstrap = (SCHEMA_DIR / "pg_bootstrap.sql").read_text(encoding="utf-8")
     async with conn.transaction():
         await lock_table(conn, table)
-        await conn.execute(bootstrap)
+        await bootstrap(conn)
         current, _ = await recorded_state(conn, table)
         if current and not await conn.fetchval("SELECT to_regclass($1)", quote_ident(table)):
             log.warning("earnings_table_missing", extra={"table": table, "version": current})

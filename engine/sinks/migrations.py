@@ -9,9 +9,10 @@ hand with ``psql -v table=... -f``:
   storage mode (a plain ``pg_vNNN_<what>.sql`` applies to both).
 
 :func:`migrate` runs in one transaction under a per-table advisory lock: it bootstraps the
-bookkeeping table, reads the table's recorded version and mode, applies every newer migration in
-order and records each one. Re-running it is a no-op; a database recorded at a *newer* version
-than this engine knows is refused (an old engine must not write into a newer schema).
+bookkeeping table (:func:`bootstrap`, under a database-wide lock of its own), reads the table's
+recorded version and mode, applies every newer migration in order and records each one.
+Re-running it is a no-op; a database recorded at a *newer* version than this engine knows is
+refused (an old engine must not write into a newer schema).
 
 The storage mode is chosen once, when the table is first created: ``timescale`` if the
 ``timescaledb`` extension is installed in the database or can be created (it must be in
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 Mode = StoreMode
 MIGRATIONS_TABLE: Final = "ingestion_schema_migrations"
+BOOTSTRAP_LOCK: Final = 0x1A6E5700
+"""One-key advisory lock (a key space apart from the two-int per-table locks) that serialises
+the creation of the bookkeeping table, which every table's migrations share."""
 
 
 def _schema_dir() -> Path:
@@ -158,6 +162,19 @@ async def detect_mode(conn: Any, *, allow_timescale: bool = True) -> Mode:
     return "timescale"
 
 
+async def bootstrap(conn: Any, schema_dir: Path = SCHEMA_DIR) -> None:
+    """Create the bookkeeping table if it is missing, in the caller's migration transaction.
+
+    ``CREATE TABLE IF NOT EXISTS`` does not guard against a concurrent one: the first start-ups
+    of two *different* tables on a fresh database (the quote table and the earnings table, two
+    engines) would both create it and all but one fail on PostgreSQL's ``pg_type`` unique index.
+    So it runs under :data:`BOOTSTRAP_LOCK`, held until the caller commits; the caller holds its
+    per-table lock already and takes no lock after this one, so no lock cycle can form.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", BOOTSTRAP_LOCK)
+    await conn.execute((schema_dir / "pg_bootstrap.sql").read_text(encoding="utf-8"))
+
+
 async def recorded_state(conn: Any, table: str) -> tuple[int, Mode | None]:
     """(version, mode) recorded for ``table``; (0, None) if none or no bookkeeping table."""
     exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", MIGRATIONS_TABLE)
@@ -192,11 +209,10 @@ async def migrate(
     check_table_name(table)
     migrations = load_migrations(schema_dir)
     latest = migrations[-1].version if migrations else 0
-    bootstrap = (schema_dir / "pg_bootstrap.sql").read_text(encoding="utf-8")
     variables = template_variables(table, retention_days)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", ADVISORY_NS, table)
-        await conn.execute(bootstrap)
+        await bootstrap(conn, schema_dir)
         current, mode = await recorded_state(conn, table)
         if current and not await conn.fetchval("SELECT to_regclass($1)", quote_ident(table)):
             logger.warning(  # the migrations are applied again from the first one

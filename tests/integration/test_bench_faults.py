@@ -44,6 +44,7 @@ def part_a() -> tuple[dict[str, Any], dict[str, Any]]:
     return bf.run_fault_mix(args, raw), raw
 
 
+@pytest.mark.xdist_group("bench_faults_part_a")  # one part A run for both (make test)
 @pytest.mark.timeout(90)
 def test_fault_mix_smoke_accounting_is_clean(
     part_a: tuple[dict[str, Any], dict[str, Any]],
@@ -66,6 +67,7 @@ def test_fault_mix_smoke_accounting_is_clean(
     assert raw["stream"] and raw["rows"]
 
 
+@pytest.mark.xdist_group("bench_faults_part_a")  # one part A run for both (make test)
 @pytest.mark.timeout(30)
 def test_checker_catches_a_deleted_and_a_duplicated_message(
     part_a: tuple[dict[str, Any], dict[str, Any]],

@@ -13,6 +13,7 @@ import pytest
 from testkit import EmulatorProcess, EngineProcess, OwnNats, stream_messages, wait_for
 from tests.integration.test_engine_cycle import _env
 from tests.integration.test_engine_storage import REDIS_URL, _rows, _storage_env, table
+from tests.integration.test_lifecycle_faults import _symbols
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 __all__ = ["table"]  # the fixture, imported for these tests
@@ -27,15 +28,21 @@ class TestNatsOutages:
     def test_nats_down_30s_outbox_holds_then_drains_in_order(
         self, nats_names: dict[str, str], tmp_path: Path, table: str
     ) -> None:
-        """NATS gone for 30 s: cycles go on into the outbox, which drains in order, exactly once."""
+        """NATS gone for 30 s: cycles go on into the outbox, which drains in order, exactly once.
+
+        1,000 symbols: the outbox must drain faster than new cycles fill it, and on a loaded
+        2-core machine (the suite runs in parallel) the replay of the full 5,000 every 2 s
+        only keeps pace with them (outbox_drained never came within 60 s)."""
         nats = OwnNats(tmp_path / "js")
         nats.start()
         try:
             with EmulatorProcess(["--market-state", "REGULAR", "--latency-ms", "2"]) as emu:
                 env = _storage_env(emu, nats_names, tmp_path, table, REDIS_URL, f"{table}:")
+                symbols = _symbols(tmp_path / "symbols.json", 1000)
                 env.update(INGEST_NATS__URL=nats.url, INGEST_SCHEDULER__INTERVAL_S="2",
                            INGEST_NATS__ACK_TIMEOUT_S="1",
-                           INGEST_NATS__OUTBOX_AFTER_S="1")  # fmt: skip
+                           INGEST_NATS__OUTBOX_AFTER_S="1",
+                           INGEST_SYMBOLS__FILE=str(symbols))  # fmt: skip
                 with EngineProcess(["run"], env) as eng:
                     eng.wait_event("cycle_completed", timeout=60)
                     nats.kill()

@@ -30,7 +30,8 @@ from tests.integration.test_http_support import (
     require_binary,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# one worker runs the module (make test): its Prometheus + engine fixture starts once
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("grafana_queries")]
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "ingestion.json"
 RATE_INTERVAL = "5s"  # Grafana's $__rate_interval at a 1 s scrape interval

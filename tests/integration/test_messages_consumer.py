@@ -59,6 +59,7 @@ def consume(stream: str, subject: str, durable: str, count: int) -> list[dict[st
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert "encountered error" not in r.stderr, r.stderr  # nats-py's report, e.g. a drain timeout
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert f"consumed {len(lines)} message(s) from {stream}" in r.stderr
     return lines

@@ -120,8 +120,9 @@ def write_segments(directory: Path, n: int) -> None:
 
 
 async def timed_replay(directory: Path) -> tuple[float, float, int]:
-    """Replay the outbox in ``directory`` into a fake JetStream: (seconds, the longest the event
-    loop went without running a 5 ms ticker, messages stored)."""
+    """Replay the outbox in ``directory`` into a fake JetStream: (CPU seconds of this process,
+    its threads included, the longest the event loop went without running a 5 ms ticker,
+    messages stored)."""
     nc = FakeNats()
     d = Delivery(REPLAY_SETTINGS, Outbox(directory, 1 << 30))
     gaps = [0.0]
@@ -137,14 +138,14 @@ async def timed_replay(directory: Path) -> tuple[float, float, int]:
     async with asyncio.TaskGroup() as tg:
         tick = tg.create_task(ticker())
         await asyncio.sleep(0.02)
-        t0 = time.monotonic()
+        t0 = time.process_time()
         replayer = tg.create_task(d.replay())
         d.connected(JetStreamPublisher(REPLAY_SETTINGS, nc, rand=lambda: 0.0))
         for _ in range(10_000):  # the timeout marker bounds it
             if not len(d.outbox):
                 break
             await asyncio.sleep(0.01)
-        took = time.monotonic() - t0
+        took = time.process_time() - t0
         replayer.cancel()
         tick.cancel()
     return took, max(gaps), len(nc.js.order)
@@ -154,7 +155,10 @@ class TestReplayScale:
     @pytest.mark.timeout(120)
     async def test_replay_is_linear_and_keeps_the_event_loop_running(self, tmp_path: Path) -> None:
         """1k, 2k and 4k segments: 4k takes well under 6x the 1k time (quadratic was ~10x), and
-        a ticker keeps ticking all along (segment files are read and removed off the loop)."""
+        a ticker keeps ticking all along (segment files are read and removed off the loop).
+
+        Time is this process's CPU time: the wall time of a replay measures the other
+        processes too (the suite runs in parallel; 5.8 s for 4k against 0.66 s for 1k, seen)."""
         times = {}
         for n in (1000, 2000, 4000):
             write_segments(tmp_path / str(n), n)
@@ -162,5 +166,5 @@ class TestReplayScale:
             assert stored == n
             assert gap < 0.25, f"event loop blocked for {gap:.3f}s replaying {n} segments"
             times[n] = took
-        print("replay seconds per segment count:", times)
+        print("replay CPU seconds per segment count:", times)
         assert times[4000] < 6 * times[1000], times

@@ -55,7 +55,9 @@ def command_lines() -> list[str]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    drop = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")  # a nested make must not join our jobserver
+    # a nested make must not join our jobserver, nor take the variables given to `make test`
+    # (make exports them to the environment: PYTEST_WORKERS=3 would be the nested default)
+    drop = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "PYTEST_WORKERS", "PYTEST_ARGS")
     env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_") and k not in drop}
     env["INGEST_CONFIG"] = str(ROOT / "config.toml")
     env.update(extra)
@@ -387,6 +389,29 @@ def test_make_test_fails_when_pytest_collects_nothing() -> None:
     assert "collected no tests" in out.stderr
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_missing_service_stops_the_run_naming_it(workers: list[str]) -> None:
+    """Integration tests selected and NATS not answering: pytest stops before any test (exit 4)
+    with the line naming it, run serially or by pytest-xdist workers (a worker's exit would
+    only crash it: the controller checks)."""
+    port = free_port()
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *workers,
+         "tests/integration/test_deps.py"],
+        cwd=ROOT,
+        env=clean_env(IA_TEST_NATS_URL=f"nats://127.0.0.1:{port}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    text = out.stdout + out.stderr
+    assert out.returncode == pytest.ExitCode.USAGE_ERROR, text[-3000:]
+    assert f"services not answering: NATS at nats://127.0.0.1:{port}" in text
+    assert "INTERNALERROR" not in text and " passed" not in text, text[-3000:]
+
+
 def make_dry_run(*targets: str) -> str:
     out = subprocess.run(
         ["make", "-n", *targets],
@@ -418,6 +443,15 @@ def test_make_test_only_runs_pytest() -> None:
     assert "bin/pytest" in out
     for setup in ("setup-venv.sh", "ensure_services.py", "pip ", "apt-get"):
         assert setup not in out, setup
+
+
+def test_make_test_runs_pytest_xdist_workers_and_pytest_args_win() -> None:
+    """Parallel by default (pytest-xdist, tests handed out one by one, xdist_group honoured);
+    PYTEST_ARGS come after the worker options, so PYTEST_ARGS=-n0 runs serially."""
+    (line,) = [x for x in make_dry_run("test").splitlines() if x.startswith("rc=0;")]
+    assert "bin/pytest -n 4 --dist loadgroup " in line, line
+    serial = make_dry_run("test", "PYTEST_ARGS=-n0", "PYTEST_WORKERS=3")
+    assert "bin/pytest -n 3 --dist loadgroup -n0 " in serial, serial
 
 
 def test_ci_runs_setup_then_lint_and_test() -> None:
@@ -456,7 +490,11 @@ def demo_env(uid: str, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[str, Path, list[subprocess.Popen[bytes]]]]:
-    """A unique id, the demo's output file, and the started demo processes (killed at the end)."""
+    """A unique id, the demo's output file, and the started demo processes (killed at the end).
+
+    The demo logs to the repo's fixed var/demo/yahoo-emulator.log (and reads its emulator's URL
+    back from it) and its tests look for emulators among all processes: the tests that run it
+    are in xdist_group "demo", so parallel runs (`make test`) never start two demos at once."""
     uid = uuid.uuid4().hex[:8]
     procs: list[subprocess.Popen[bytes]] = []
     yield uid, tmp_path / "demo.out", procs
@@ -490,6 +528,7 @@ def demo_emulators() -> list[str]:
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo")
 def test_demo_once_runs_a_cycle_against_the_emulator_and_stops_it(
     demo: tuple[str, Path, list[subprocess.Popen[bytes]]],
 ) -> None:
@@ -506,6 +545,7 @@ def test_demo_once_runs_a_cycle_against_the_emulator_and_stops_it(
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo")
 def test_demo_passes_sigterm_to_the_engine_and_stops_the_emulator(
     demo: tuple[str, Path, list[subprocess.Popen[bytes]]],
 ) -> None:

@@ -35,6 +35,7 @@ import pytest
 
 from engine.commands.db import maintain_command, migrate_command, stats_command
 from engine.config import PostgresSettings, Secret
+from engine.earnings.migration import migrate_earnings
 from engine.errors import StoreError
 from engine.quote import Quote
 from engine.sinks import partitions as parts
@@ -209,6 +210,23 @@ def own_pg(own_pg_server: OwnPostgres) -> OwnPostgres:
 # -- migrations ----------------------------------------------------------------------------
 
 
+@pytest.fixture
+async def fresh_dsn() -> AsyncIterator[str]:
+    """A new, empty database of its own (no bookkeeping table yet), dropped after."""
+    db = f"ia_fresh_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(DSN)
+    try:
+        await admin.execute(f"CREATE DATABASE {db}")
+    finally:
+        await admin.close()
+    yield DSN.rsplit("/", 1)[0] + "/" + db
+    admin = await asyncpg.connect(DSN)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
 class TestMigrations:
     async def test_from_empty_then_rerun_is_a_no_op(self, table: str) -> None:
         """An empty database gets v1 (native here); a second run applies nothing."""
@@ -242,6 +260,33 @@ class TestMigrations:
             await c1.close()
             await c2.close()
         assert sorted([r1.applied, r2.applied]) == [(), (1,)]
+
+    async def test_first_migrations_of_different_tables_do_not_race(self, fresh_dsn: str) -> None:
+        """First start-ups of several tables at once on a fresh database (quote tables and an
+        earnings table): all create the shared bookkeeping table's row of their own; none fails
+        on creating that table (PostgreSQL's pg_type unique index, without the bootstrap lock)."""
+        conns = [await asyncpg.connect(fresh_dsn) for _ in range(4)]
+        try:
+            results = await asyncio.gather(
+                *(migrate(c, f"t_first_{i}", retention_days=7) for i, c in enumerate(conns[:3])),
+                migrate_earnings(conns[3], "t_first_earnings"),
+                return_exceptions=True,
+            )
+            recorded = await conns[0].fetch(
+                "SELECT table_name, version FROM ingestion_schema_migrations ORDER BY 1"
+            )
+        finally:
+            for c in conns:
+                await c.close()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert errors == []
+        assert [r.applied for r in results if not isinstance(r, BaseException)] == [(1,)] * 4
+        assert [(r["table_name"], r["version"]) for r in recorded] == [
+            ("t_first_0", 1),
+            ("t_first_1", 1),
+            ("t_first_2", 1),
+            ("t_first_earnings", 1),
+        ]
 
     async def test_newer_schema_is_refused(self, table: str) -> None:
         """A database migrated by a newer engine is not written by an older one."""
@@ -706,6 +751,7 @@ class TestOutages:
         assert stats.rows_written + stats.rows_duplicate == 24_000
         assert stats.rows_dropped == 0 and stats.rows_rejected == 0
 
+    @pytest.mark.xdist_group("own_pg_server")  # one module server for both (make test)
     async def test_server_stopped_spills_then_recovers_exactly_once(
         self, own_pg: OwnPostgres, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -741,6 +787,7 @@ class TestOutages:
         assert events.count("pg_unavailable") == 1
         assert events.count("pg_recovered") == 1
 
+    @pytest.mark.xdist_group("own_pg_server")  # one module server for both (make test)
     async def test_start_without_database_then_it_appears(
         self, own_pg: OwnPostgres, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
