@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import math
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -46,34 +47,27 @@ T = TypeVar("T")
 Format = Literal["text", "json"]
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
-    return v
+def _number(
+    parse: Callable[[str], T], what: str, ok: Callable[[T], bool], rule: str
+) -> Callable[[str], T]:
+    """An argparse ``type``: ``parse`` the text (else "is not {what}"), then check it with
+    ``ok`` (else "must be {rule}")."""
+
+    def convert(text: str) -> T:
+        try:
+            v = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {rule}")
+        return v
+
+    return convert
 
 
-def _share(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a share between 0 and 1")
-    return v
-
-
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return v
+_positive_float = _number(float, "a number", lambda v: 0 < v < math.inf, "a finite number > 0")
+_share = _number(float, "a number", lambda v: 0 <= v <= 1, "a share between 0 and 1")
+_count = _number(int, "a whole number", lambda v: v >= 0, ">= 0")
 
 
 def _date(text: str) -> dt.date:
