@@ -1,18 +1,33 @@
-"""Cycle benchmark: the engine against the bundled emulator, beside yfinance on the same emulator.
+"""Cycle benchmark: the engine against the bare-fetch floor, on the bundled emulator.
 
-Measures, for one process tree of ``ingestion-agent run --once`` (start-up included):
-wall time, CPU seconds (all processes), peak RSS (sum of every process's VmHWM), and the cycle
-latency measured from outside the engine - the emulator's access-log time of the first quote
-request to the JetStream server timestamp of the last stored message - against its floor
-``ceil(requests / in_flight) * latency``. Then the steady-state CPU per cycle of a continuous run
-(cycles after the first), the scale curve (replica symbols ``SYM.X<n>``), and yfinance's
-``yf.download(..., threads=True)`` of the same symbols from the same emulator, with the ratio.
+For each number of requests in flight (``--in-flight``, default 4, 20 and 50) it measures, on
+one emulator (REGULAR market, ``--latency-ms`` 50, ``--full-change``: every price moves every
+second):
+
+* the **bare-fetch floor** (bench/floor.py, its own process): aiohttp on uvloop, cookie and crumb
+  once, the same 5,000 symbols in v7 batches of 50 with N requests in flight, orjson parse only;
+  best of ``--floor-repeats`` (3);
+* the **cycle** of one ``ingestion-agent run --once`` right after: from the emulator's first
+  quote request (its access log) to the JetStream timestamp of the last stored message; the
+  ratio cycle / floor; the engine's tail after the last answer; wall, CPU of every process, peak
+  RSS (sum of VmHWM), and the start-up by phase (the engine's ``engine_started`` log event);
+* **accounting**: the quote stream and the dead-letter stream read back against the symbols the
+  emulator answered (every answered symbol exactly once in one of them, no id twice, every id
+  ``{symbol}:{market_time}:{volume}`` of its payload).
+
+Then the larger universes (``--sizes``, at the largest in-flight) the same way, the **steady
+state** (``run`` with interval ``--steady-interval-s``: CPU-s per cycle of all engine processes
+over ``--steady-cycles`` (>= 6) cycles after ``--steady-warmup`` cycles, also per 1,000 published
+quotes, with the same lost/duplicate accounting: bench/accounting.py), the **per-stage profile**
+(bench/stages.py: us of CPU per quote in each stage of the hot path) and, with ``--peer``,
+yfinance's ``yf.download(..., threads=True)`` of the same symbols.
 
 Timings on a shared 2-core machine are noisy: read the ratios, measured in one run, beside the
-absolute figures. Not a CI gate.
+absolute figures. Not a CI gate (tests/integration/test_bench_cycle.py runs a tiny version and
+checks only that it runs and that its accounting is exact).
 
-    .venv/bin/python bench/cycle.py                       # everything (yfinance takes minutes)
-    .venv/bin/python bench/cycle.py --no-peer --sizes 5000
+    .venv/bin/python bench/cycle.py                        # the issue-15 table (~6 min)
+    .venv/bin/python bench/cycle.py --in-flight 4,50 --sizes 5000 --steady-cycles 6 --no-stages
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,10 +56,21 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import floor as floor_bench  # noqa: E402
+from bench.accounting import (  # noqa: E402
+    StreamMsg,
+    account,
+    observation_key,
+    pg_rows,
+    read_access_log,
+    read_stream,
+)
 from bench.procstat import cpu_s, hwm_kb, tree_pids  # noqa: E402
 from testkit import EmulatorProcess, EngineProcess, delete_streams  # noqa: E402
 
 NATS_URL = os.environ.get("INGEST_NATS__URL", "nats://127.0.0.1:4222")
+PG_DSN = os.environ.get("INGEST_POSTGRES__DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("INGEST_REDIS__URL", "redis://127.0.0.1:6379/0")
 
 
 def universe(n: int) -> list[str]:
@@ -79,8 +106,16 @@ class RssSampler(threading.Thread):
 
 
 def engine_env(
-    emu_url: str, sym_file: Path, stream: str, in_flight: int, cfg: Path
+    emu_url: str,
+    sym_file: Path,
+    stream: str,
+    in_flight: int,
+    cfg: Path,
+    *,
+    sinks: bool = False,
 ) -> dict[str, str]:
+    """The engine's environment for a bench run; ``sinks``: PostgreSQL and Redis on too (their
+    own table and key prefix)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
     env.update(
         {
@@ -98,15 +133,20 @@ def engine_env(
             "INGEST_YAHOO__RATE_INITIAL_RPS": "5000",
             "INGEST_YAHOO__RATE_MAX_RPS": "5000",
             "INGEST_YAHOO__RATE_BURST": "5000",
-            "INGEST_POSTGRES__ENABLED": "false",
-            "INGEST_REDIS__ENABLED": "false",
+            "INGEST_POSTGRES__ENABLED": "true" if sinks else "false",
+            "INGEST_REDIS__ENABLED": "true" if sinks else "false",
             "INGEST_HTTP__ENABLED": "false",
             "INGEST_EARNINGS__ENABLED": "false",
             "INGEST_LOG__FORMAT": "json",
             "INGEST_NATS__OUTBOX_DIR": str(cfg.parent / f"outbox-{stream}"),
-            "INGEST_LOG__LEVEL": "WARNING",
+            "INGEST_LOG__LEVEL": "INFO",  # a few lines per cycle: engine_started, cycle_completed
         }
     )
+    if sinks:
+        env["INGEST_POSTGRES__DSN"] = PG_DSN
+        env["INGEST_POSTGRES__TABLE"] = f"bench_{stream.lower()}"
+        env["INGEST_REDIS__URL"] = REDIS_URL
+        env["INGEST_REDIS__KEY_PREFIX"] = f"bench:{stream}:"
     return env
 
 
@@ -126,30 +166,147 @@ async def _last_msg_time(stream: str) -> tuple[int, float | None]:
         await nc.close()
 
 
-def quote_requests(access_log: Path, since: float) -> dict[str, Any]:
-    """The v7 quote requests the emulator logged since ``since``: count, first arrival, last
-    answer (arrival + duration) and the service-time percentiles (injected latency included)."""
+def quote_requests(access_log: Path, since: float, until: float = math.inf) -> dict[str, Any]:
+    """The v7 quote requests the emulator logged in [since, until): count, first arrival, last
+    answer (arrival + duration), the service-time percentiles (injected latency included) and
+    the symbols of the intact 200 answers (``--access-log-symbols``), per symbol."""
     first: float | None = None
     last_answer: float | None = None
     durations: list[float] = []
-    for line in access_log.read_text().splitlines():
-        e = orjson.loads(line)
-        if e.get("ts", 0) >= since and "/v7/finance/quote" in e.get("path", ""):
-            durations.append(e["duration_ms"])
-            first = e["ts"] if first is None else min(first, e["ts"])
-            done = e["ts"] + e["duration_ms"] / 1000
-            last_answer = done if last_answer is None else max(last_answer, done)
+    served: Counter[str] = Counter()
+    for e in read_access_log(access_log):
+        if not (since <= e.get("ts", 0) < until) or e.get("endpoint") != "quote":
+            continue
+        durations.append(e["duration_ms"])
+        first = e["ts"] if first is None else min(first, e["ts"])
+        done = e["ts"] + e["duration_ms"] / 1000
+        last_answer = done if last_answer is None else max(last_answer, done)
+        if e.get("status") == 200 and not e.get("fault") and e.get("symbols"):
+            served.update(e["symbols"].split(","))
     durations.sort()
 
     def pct(q: float) -> float | None:
         return round(durations[int(q * (len(durations) - 1))], 1) if durations else None
 
-    return {"n": len(durations), "first": first, "last_answer": last_answer,
-            "p50_ms": pct(0.5), "p90_ms": pct(0.9), "max_ms": pct(1.0)}  # fmt: skip
+    return {
+        "n": len(durations),
+        "first": first,
+        "last_answer": last_answer,
+        "served": served,
+        "p50_ms": pct(0.5),
+        "p90_ms": pct(0.9),
+        "max_ms": pct(1.0),
+    }
 
 
-def run_once(emu: EmulatorProcess, access_log: Path, n: int, in_flight: int, latency_ms: float,
-             tmp: Path) -> dict[str, Any]:  # fmt: skip
+def against_emulator(
+    stream: list[StreamMsg], dlq: list[StreamMsg], served: Counter[str], *, unchanged: int
+) -> dict[str, Any]:
+    """The streams against what the emulator answered, symbol by symbol: a symbol never
+    rejected must have one quote message per answer (every price moves: nothing is unchanged),
+    a rejected one none. ``exact`` when nothing is lost, extra or published despite a rejection."""
+    in_stream: Counter[str] = Counter(p.get("symbol", "") for p, _ in stream)
+    rejected = {p.get("symbol", "") for p, _ in dlq}
+    out: dict[str, Any] = {
+        "emulator_answers": sum(served.values()),
+        "emulator_symbols": len(served),
+        "dlq_symbols": len(rejected),
+        "published_despite_rejection": sum(in_stream[s] for s in rejected),
+        "not_requested": sum(n for s, n in in_stream.items() if s not in served),
+    }
+    if unchanged:  # an unchanged quote is rightly not re-published: per-symbol counts differ
+        out["lost_vs_emulator"] = out["extra_vs_emulator"] = None
+        out["exact"] = None
+        return out
+    out["lost_vs_emulator"] = sum(
+        max(0, n - in_stream[s]) for s, n in served.items() if s not in rejected
+    )
+    out["extra_vs_emulator"] = sum(
+        max(0, in_stream[s] - served[s]) for s in in_stream if s not in rejected
+    )
+    out["exact"] = not (
+        out["lost_vs_emulator"]
+        or out["extra_vs_emulator"]
+        or out["published_despite_rejection"]
+        or out["not_requested"]
+    )
+    return out
+
+
+def accounting(
+    cycles: list[dict[str, Any]], stream: str, served: Counter[str], pg_table: str | None = None
+) -> dict[str, Any]:
+    """Lost and duplicated messages: bench/accounting.py's check (engine counts vs the stream,
+    duplicate ids and keys, ids matching payloads, per-symbol order; the stream vs PostgreSQL's
+    rows when ``pg_table``) plus the emulator's side."""
+    msgs = asyncio.run(read_stream(NATS_URL, f"{stream}_Q"))
+    dlq = asyncio.run(read_stream(NATS_URL, f"{stream}_D"))
+    rows = asyncio.run(pg_rows(PG_DSN, pg_table)) if pg_table else None
+    acc = account(cycles, msgs, rows, len(dlq), key=observation_key)
+    emu = against_emulator(msgs, dlq, served, unchanged=sum(c["unchanged"] for c in cycles))
+    fetched = sum(c["fetched"] + c["missing"] for c in cycles)
+    exact = (
+        acc["lost"] == 0
+        and acc["duplicated"] == 0
+        and acc["per_symbol_time_order_violations"] == 0
+        and acc["stream_msgs_of_cycles_not_completed"] == 0
+        and acc["extra_vs_engine_counts"] == 0
+        and emu["emulator_answers"] == fetched
+        and emu["exact"] is not False
+    )
+    return {
+        "exact": exact,
+        "stream_messages": acc["stream_messages"],
+        "dlq_messages": len(dlq),
+        "lost": max(acc["lost"], emu.get("lost_vs_emulator") or 0),
+        "duplicated": acc["duplicated"],
+        "engine_fetched_plus_missing": fetched,
+        **{k: v for k, v in emu.items() if k != "exact"},
+        "engine": {
+            k: acc[k]
+            for k in (
+                "engine_accepted_new",
+                "lost_vs_engine_counts",
+                "extra_vs_engine_counts",
+                "msg_id_payload_mismatch",
+                "per_symbol_time_order_violations",
+            )
+        },
+        **(
+            {"pg": {k: v for k, v in acc.items() if k.startswith("pg_") or k == "stream_not_in_pg"}}
+            if rows is not None
+            else {}
+        ),
+    }
+
+
+def _events(stderr: str) -> list[dict[str, Any]]:
+    out = []
+    for line in stderr.splitlines():
+        try:
+            out.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            continue
+    return out
+
+
+def startup_phases(events: list[dict[str, Any]]) -> dict[str, float]:
+    """The engine's ``engine_started`` event: seconds per start-up phase."""
+    ev = next((e for e in events if e.get("event") == "engine_started"), {})
+    return {k: v for k, v in ev.items() if k.endswith("_s")}
+
+
+def run_once(
+    emu: EmulatorProcess,
+    access_log: Path,
+    n: int,
+    in_flight: int,
+    latency_ms: float,
+    tmp: Path,
+    floor_s: float | None = None,
+    *,
+    check: bool = True,
+) -> dict[str, Any]:
     sym = tmp / f"sym{n}.json"
     sym.write_text(orjson.dumps(universe(n)).decode())
     cfg = tmp / "empty.toml"
@@ -160,8 +317,14 @@ def run_once(emu: EmulatorProcess, access_log: Path, n: int, in_flight: int, lat
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t_start = time.time()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--once"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "--once"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     sampler = RssSampler(proc.pid)
     sampler.start()
     out, err = proc.communicate(timeout=600)
@@ -171,12 +334,15 @@ def run_once(emu: EmulatorProcess, access_log: Path, n: int, in_flight: int, lat
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     emu_cpu = (cpu_s(emu.proc.pid) if emu.proc else 0.0) - emu_cpu0
+    events = _events(err)
     stored, last_ts = asyncio.run(_last_msg_time(f"{stream}_Q"))
     q = quote_requests(access_log, t_start)
     first_ts, requests, last_answer = q["first"], q["n"], q["last_answer"]
+    cycles = [e for e in events if e.get("event") == "cycle_completed"]
+    acc = accounting(cycles, stream, q["served"]) if check and cycles else None
     delete_streams(NATS_URL, [f"{stream}_Q", f"{stream}_D"])
     latency = (last_ts - first_ts) if (last_ts and first_ts) else None
-    floor = math.ceil(requests / in_flight) * latency_ms / 1000 if requests else None
+    ideal = math.ceil(requests / in_flight) * latency_ms / 1000 if requests else None
     # where the latency goes: fetching (first request -> last answer, emulator clock) and the
     # tail after the last answer (parse, validate, ring, publish, last ack: the engine's alone)
     fetch = (last_answer - first_ts) if (last_answer and first_ts) else None
@@ -192,50 +358,99 @@ def run_once(emu: EmulatorProcess, access_log: Path, n: int, in_flight: int, lat
         "stored": stored,
         "requests": requests,
         "latency_s": None if latency is None else round(latency, 3),
-        "floor_s": floor,
-        "latency_over_floor": None if not (latency and floor) else round(latency / floor, 2),
+        "floor_s": None if floor_s is None else round(floor_s, 3),
+        "latency_over_floor": None if not (latency and floor_s) else round(latency / floor_s, 2),
+        "ideal_s": ideal,
         "fetch_span_s": None if fetch is None else round(fetch, 3),
         "tail_after_last_answer_s": None if tail is None else round(tail, 3),
         "emulator_ms_p50_p90_max": [q["p50_ms"], q["p90_ms"], q["max_ms"]],
         "emulator_cpu_s": round(emu_cpu, 3),
+        "startup": startup_phases(events),
+        "accounting": acc,
     }
 
 
 def steady_cpu(
-    emu: EmulatorProcess, n: int, in_flight: int, cycles: int, tmp: Path, interval_s: float
+    emu: EmulatorProcess,
+    access_log: Path,
+    n: int,
+    in_flight: int,
+    cycles: int,
+    tmp: Path,
+    interval_s: float,
+    *,
+    warmup: int = 1,
+    sinks: bool = False,
 ) -> dict[str, Any]:
+    """``run`` at ``interval_s``: the CPU of every engine process over ``cycles`` cycles after
+    ``warmup`` cycles, per cycle and per 1,000 published quotes; then the accounting of the
+    whole run (warm-up included)."""
     sym = tmp / f"steady{n}.json"
     sym.write_text(orjson.dumps(universe(n)).decode())
     cfg = tmp / "empty.toml"
     cfg.write_text("")
     stream = f"S{uuid.uuid4().hex[:8]}"
-    env = engine_env(emu.url, sym, stream, in_flight, cfg)
-    # the share of quotes that changed (and so are published) grows with the interval: the
-    # emulator's stocks trade with a per-tick probability, like Yahoo's
-    env.update({"INGEST_SCHEDULER__INTERVAL_S": f"{interval_s:g}", "INGEST_LOG__LEVEL": "INFO"})
+    env = engine_env(emu.url, sym, stream, in_flight, cfg, sinks=sinks)
+    env["INGEST_SCHEDULER__INTERVAL_S"] = f"{interval_s:g}"
+    t_start = time.time()
     with EngineProcess(["run"], env) as eng:
         assert eng.proc is not None
-        eng.wait_event("cycle_completed", timeout=60)
-        pids = tree_pids(eng.proc.pid)
-        c0 = sum(cpu_s(p) for p in pids)
+        eng.wait_event("cycle_completed", count=warmup, timeout=60 + warmup * 3 * interval_s)
+        c0 = sum(cpu_s(p) for p in tree_pids(eng.proc.pid))
         t0 = time.perf_counter()
-        eng.wait_event("cycle_completed", count=cycles + 1, timeout=30 + cycles * 2 * interval_s)
+        eng.wait_event(
+            "cycle_completed", count=warmup + cycles, timeout=60 + cycles * 3 * interval_s
+        )
         c1 = sum(cpu_s(p) for p in tree_pids(eng.proc.pid))
         elapsed = time.perf_counter() - t0
-        done = eng.named("cycle_completed")[1 : cycles + 1]
         eng.proc.terminate()
         eng.wait(60)
+        every = eng.named("cycle_completed")
+    done = every[warmup : warmup + cycles]
+    q = quote_requests(access_log, t_start)
+    acc = accounting(every, stream, q["served"], env.get("INGEST_POSTGRES__TABLE"))
     delete_streams(NATS_URL, [f"{stream}_Q", f"{stream}_D"])
+    if sinks:
+        _drop_sinks(env)
+    published = sum(d.get("published", 0) for d in done)
+    cpu = c1 - c0
     return {
         "symbols": n,
         "in_flight": in_flight,
         "interval_s": interval_s,
+        "sinks": "nats+postgres+redis" if sinks else "nats",
         "cycles": cycles,
-        "cpu_s_per_cycle": round((c1 - c0) / cycles, 3),
+        "warmup_cycles": warmup,
+        "cpu_s_per_cycle": round(cpu / cycles, 3),
+        "cpu_s_per_1000_published": round(1000 * cpu / published, 3) if published else None,
         "elapsed_s": round(elapsed, 1),
         "published_per_cycle": [d.get("published") for d in done],
         "unchanged_per_cycle": [d.get("unchanged") for d in done],
+        "cycle_s": [round(d.get("seconds", 0), 3) for d in done],
+        "accounting": acc,
     }
+
+
+def _drop_sinks(env: dict[str, str]) -> None:
+    """Drop the steady run's own PostgreSQL table and Redis keys."""
+    import asyncpg
+    import redis
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(env.get("INGEST_POSTGRES__DSN", PG_DSN))
+        try:
+            await conn.execute(f'DROP TABLE IF EXISTS "{env["INGEST_POSTGRES__TABLE"]}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+    r = redis.Redis.from_url(env.get("INGEST_REDIS__URL", REDIS_URL))
+    try:
+        keys = list(r.scan_iter(match=env["INGEST_REDIS__KEY_PREFIX"] + "*", count=1000))
+        for i in range(0, len(keys), 1000):
+            r.delete(*keys[i : i + 1000])
+    finally:
+        r.close()
 
 
 def yfinance_peer(emu_url: str, n: int) -> dict[str, Any]:
@@ -249,8 +464,9 @@ def yfinance_peer(emu_url: str, n: int) -> dict[str, Any]:
         session = RewritingSession(emu_url)
         symbols = universe(n)
         t0 = time.perf_counter()
-        df = yf.download(symbols, period="1d", session=session, threads=True, progress=False,
-                         auto_adjust=False)  # fmt: skip
+        df = yf.download(
+            symbols, period="1d", session=session, threads=True, progress=False, auto_adjust=False
+        )
         wall = time.perf_counter() - t0
     got = 0
     if df is not None and not df.empty:
@@ -259,22 +475,66 @@ def yfinance_peer(emu_url: str, n: int) -> dict[str, Any]:
     return {"symbols": n, "wall_s": round(wall, 2), "prices": got}
 
 
-def main() -> None:
+def emulator_args(latency_ms: float, *, full_change: bool) -> list[str]:
+    args = [
+        "--market-state",
+        "REGULAR",
+        "--latency-ms",
+        f"{latency_ms:g}",
+        "--seed",
+        "1",
+        "--max-symbols",
+        "1500",
+        "--access-log-symbols",
+    ]
+    return [*args, "--full-change"] if full_change else args
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--latency-ms", type=float, default=50)
-    ap.add_argument("--sizes", default="5000,20000,100000")
-    ap.add_argument("--in-flight", default="4,50", help="defaults for real Yahoo, then emulator")
-    ap.add_argument("--steady-cycles", type=int, default=5)
+    ap.add_argument("--symbols", type=int, default=5000, help="the universe of the ratio table")
+    ap.add_argument("--in-flight", default="4,20,50", help="requests in flight, comma list")
+    ap.add_argument("--sizes", default="100000", help="larger universes, at the largest in-flight")
+    ap.add_argument("--floor-repeats", type=int, default=3)
     ap.add_argument(
-        "--steady-interval-s", type=float, default=10.0, help="the steady run's interval (10 s)"
+        "--full-change",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the emulator moves every price every second",
     )
-    ap.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--steady-cycles", type=int, default=6)
+    ap.add_argument("--steady-warmup", type=int, default=1)
+    ap.add_argument("--steady-interval-s", type=float, default=10.0)
+    ap.add_argument("--steady-in-flight", type=int, default=0, help="default: the first")
+    ap.add_argument(
+        "--steady-sinks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a second steady run with PostgreSQL and Redis on",
+    )
+    ap.add_argument(
+        "--stages",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the per-stage profile (bench/stages.py)",
+    )
+    ap.add_argument("--stage-rounds", type=int, default=3)
+    ap.add_argument(
+        "--peer",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="yfinance on the same emulator (takes minutes)",
+    )
     ap.add_argument("--peer-symbols", type=int, default=5000)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cycle-latest.json"))
-    a = ap.parse_args()
-    sizes = [int(x) for x in a.sizes.split(",")]
+    return ap
+
+
+def run(a: argparse.Namespace) -> dict[str, Any]:
+    sizes = [int(x) for x in a.sizes.split(",") if x]
     flights = [int(x) for x in a.in_flight.split(",")]
     results: dict[str, Any] = {
         "machine": {
@@ -282,30 +542,61 @@ def main() -> None:
             "python": platform.python_version(),
             "kernel": platform.release(),
             "date": datetime.now().isoformat(timespec="seconds"),
+            "loadavg_at_start": os.getloadavg(),
         },
         "latency_ms": a.latency_ms,
+        "full_change": a.full_change,
         "once": [],
     }
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         log = tmp / "access.jsonl"
-        args = ["--market-state", "REGULAR", "--latency-ms", str(a.latency_ms), "--seed", "1",
-                "--max-symbols", "1500"]  # fmt: skip
-        with EmulatorProcess(args, access_log=log) as emu:
-            for f in flights:
-                r = run_once(emu, log, 5000, f, a.latency_ms, tmp)
+        with EmulatorProcess(
+            emulator_args(a.latency_ms, full_change=a.full_change), access_log=log
+        ) as emu:
+            runs = [(a.symbols, f) for f in flights]
+            runs += [(n, max(flights)) for n in sizes if n != a.symbols]
+            for n, f in runs:
+                sym = tmp / f"floor{n}.json"
+                sym.write_text(orjson.dumps(universe(n)).decode())
+                fl = floor_bench.measure(emu.url, sym, f, repeats=a.floor_repeats)
+                r = run_once(emu, log, n, f, a.latency_ms, tmp, fl["seconds"])
+                r["floor"] = fl
                 results["once"].append(r)
                 print(orjson.dumps(r).decode(), flush=True)
-            for n in sizes:
-                if n == 5000:
-                    continue
-                r = run_once(emu, log, n, max(flights), a.latency_ms, tmp)
-                results["once"].append(r)
-                print(orjson.dumps(r).decode(), flush=True)
-            results["steady"] = steady_cpu(
-                emu, 5000, flights[0], a.steady_cycles, tmp, a.steady_interval_s
-            )
-            print(orjson.dumps(results["steady"]).decode(), flush=True)
+            steady_flight = a.steady_in_flight or flights[0]
+            if a.steady_cycles > 0:
+                st = steady_cpu(
+                    emu,
+                    log,
+                    a.symbols,
+                    steady_flight,
+                    a.steady_cycles,
+                    tmp,
+                    a.steady_interval_s,
+                    warmup=a.steady_warmup,
+                )
+                results["steady"] = st
+                print(orjson.dumps(st).decode(), flush=True)
+                if a.steady_sinks:
+                    st = steady_cpu(
+                        emu,
+                        log,
+                        a.symbols,
+                        steady_flight,
+                        a.steady_cycles,
+                        tmp,
+                        a.steady_interval_s,
+                        warmup=a.steady_warmup,
+                        sinks=True,
+                    )
+                    results["steady_sinks"] = st
+                    print(orjson.dumps(st).decode(), flush=True)
+            if a.stages:
+                from bench import stages
+
+                results["stages"] = stages.measure(emu.url, a.symbols, rounds=a.stage_rounds)
+                print(orjson.dumps(results["stages"]).decode(), flush=True)
             if a.peer:
                 peer = yfinance_peer(emu.url, a.peer_symbols)
                 results["peer"] = peer
@@ -319,8 +610,53 @@ def main() -> None:
                 peer["ratio_vs_our_default_cycle"] = round(peer_s / base, 1)
                 peer["ratio_vs_our_default_run_once_wall"] = round(peer_s / ours["wall_s"], 1)
                 print(orjson.dumps(peer).decode(), flush=True)
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    """The figures as Markdown (what bench/README.md shows)."""
+    rows = [
+        "| symbols | in flight | floor | cycle | cycle / floor | tail after last answer "
+        "| `run --once` wall | CPU s | peak RSS (sum) | lost / dup |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["once"]:
+        acc = r.get("accounting") or {}
+        rows.append(
+            f"| {r['symbols']:,} | {r['in_flight']} | {r['floor_s']} s | {r['latency_s']} s "
+            f"| **{r['latency_over_floor']}** | {r['tail_after_last_answer_s']} s "
+            f"| {r['wall_s']} s | {r['cpu_s']} | {r['peak_rss_mb']:.0f} MB "
+            f"| {acc.get('lost')} / {acc.get('duplicated')} |"
+        )
+    out = "\n".join(rows)
+    for key in ("steady", "steady_sinks"):
+        st = results.get(key)
+        if st:
+            acc = st["accounting"]
+            out += (
+                f"\n\nSteady ({st['sinks']}, {st['symbols']:,} symbols, {st['in_flight']} in "
+                f"flight, every {st['interval_s']:g} s, {st['cycles']} cycles after "
+                f"{st['warmup_cycles']} warm-up): **{st['cpu_s_per_cycle']} CPU-s per cycle**, "
+                f"{st['cpu_s_per_1000_published']} CPU-s per 1,000 published quotes; published "
+                f"per cycle {st['published_per_cycle']}; lost {acc['lost']}, duplicated "
+                f"{acc['duplicated']}, exact {acc['exact']}."
+            )
+    first = results["once"][0].get("startup") if results["once"] else None
+    if first:
+        out += "\n\nStart-up (" + ", ".join(f"{k} {v}" for k, v in first.items()) + ")"
+    return out
+
+
+def main() -> None:
+    a = build_parser().parse_args()
+    results = run(a)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print(table(results))
+    if "stages" in results:
+        from bench import stages
+
+        print(stages.table(results["stages"]))
     print(f"wrote {a.out}")
 
 

@@ -54,6 +54,7 @@ from engine.runtime.reload import ReloadRequest, reload_symbols
 from engine.runtime.schedule import spread_window
 from engine.runtime.shared import SharedState
 from engine.runtime.shutdown import ShutdownBudget
+from engine.runtime.startup import TIMER
 from engine.runtime.status import EngineStatus
 from engine.runtime.tasks import TaskSupervisor
 from engine.sinks.publisher import publisher_main
@@ -93,6 +94,8 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.reload = ReloadRequest()
         self.fatal: str | None = None
+        self.ready_report: dict[str, float] = {}
+        """The children's own start-up (:mod:`engine.runtime.startup`): their ready messages."""
 
     def _use(self, universe: Universe) -> None:
         self.universe = universe
@@ -119,6 +122,11 @@ class Supervisor:
     def on_message(self, child: Child, msg: ipc.Message) -> None:
         if isinstance(msg, ipc.WorkerReady | ipc.PublisherReady):
             child.ready.set()
+            if isinstance(msg, ipc.WorkerReady):  # the slowest worker is the one that counts
+                crumb = self.ready_report.get("worker_crumb_s", 0.0)
+                self.ready_report["worker_crumb_s"] = max(crumb, round(msg.crumb_s, 3))
+            else:
+                self.ready_report["publisher_connect_s"] = round(msg.connect_s, 3)
             if isinstance(msg, ipc.WorkerReady):
                 self._redo_fetch(child)
             if isinstance(msg, ipc.PublisherReady):
@@ -285,6 +293,7 @@ class Supervisor:
         try:
             metrics.set_build_info(__version__)
             async with _http(self.config, self.status):
+                TIMER.mark("metrics_http")
                 return await self._run(once=once, timeout_s=timeout_s)
         finally:
             metrics.teardown_multiprocess()
@@ -293,6 +302,7 @@ class Supervisor:
         self._install_signals()
         self.shared.create(self.universe)
         self._use(self.universe)
+        TIMER.mark("symbols")
         log.info(
             "engine_starting",
             extra={
@@ -305,6 +315,7 @@ class Supervisor:
         try:
             # the last published identity per symbol: a restart re-publishes no unchanged quote
             self.shared.restore(await identity.restore(self.config, self.universe.symbols))
+            TIMER.mark("identity")
             async with TaskSupervisor("supervisor") as tasks:
                 children = Children(
                     self, tasks, restart_backoff_s=self.config.workers.restart_backoff_s
@@ -336,7 +347,10 @@ class Supervisor:
             children.spawn(w)
         if self.earnings is not None and not once:
             children.spawn(self.earnings)
+        TIMER.mark("fork")
         await self._wait_ready(READY_TIMEOUT_S)
+        TIMER.mark("children_ready")
+        log.info("engine_started", extra={**TIMER.report(), **self.ready_report})
         if self.stopping.is_set():
             return
         sched = tasks.spawn("scheduler", scheduler.run(once=once))
@@ -373,4 +387,6 @@ async def run_engine(
     universe = load_symbols(config.symbols.file, config.symbols.on_invalid)
     for problem in universe.skipped:
         log.warning("symbol_skipped", extra={"problem": str(problem)})
-    return await Supervisor(config, universe, out=out).run(once=once, timeout_s=timeout_s)
+    supervisor = Supervisor(config, universe, out=out)
+    TIMER.mark("symbols")
+    return await supervisor.run(once=once, timeout_s=timeout_s)

@@ -142,13 +142,15 @@ class Worker:
         reader = ConnReader(self.conn, child=True)
         y = self.config.yahoo
         share = in_flight_share(y.max_in_flight, self.config.worker_count(), self.id)
+        t0 = time.perf_counter()
         async with YahooClient.connect(y, max_clients=share, guard=self.guard) as client:
             source = YahooPollSource(client, batch_size=y.batch_size, in_flight=share)
             try:
                 await asyncio.wait_for(client.crumb(), timeout=y.timeout_s)
             except (UpstreamError, TimeoutError) as exc:
                 log.warning("crumb_prefetch_failed", extra={"error_kind": type(exc).__name__})
-            ipc.send(self.conn, ipc.WorkerReady(worker=self.id, pid=os.getpid()))
+            ready = ipc.WorkerReady(self.id, os.getpid(), crumb_s=time.perf_counter() - t0)
+            ipc.send(self.conn, ready)
             async with TaskSupervisor(f"worker-{self.id}") as tasks:
                 await self._serve(reader, source, tasks)
 

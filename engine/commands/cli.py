@@ -20,6 +20,7 @@ from engine import __version__
 from engine.config import Config, OnInvalid, load_config
 from engine.errors import ConfigError, IngestionError, SymbolsError
 from engine.observe import logs
+from engine.runtime.startup import TIMER
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -118,6 +119,8 @@ def _config_path(arg: str | None) -> str | None:
 def _run(config: Config, args: argparse.Namespace) -> int:
     from engine.supervisor import run_engine
 
+    TIMER.mark("imports")
+
     return uvloop.run(run_engine(config, once=args.once, timeout_s=args.timeout))
 
 
@@ -153,10 +156,12 @@ def _dlq(config: Config, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    TIMER.mark("imports")
     args = build_parser().parse_args(argv)
     try:
         config = load_config(_config_path(args.config))
         logs.setup(config.log.level, config.log.format)
+        TIMER.mark("config")
         if args.command == "run":
             return _run(config, args)
         if args.command == "symbols":
