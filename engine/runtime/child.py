@@ -72,6 +72,11 @@ class ConnReader:
         self._queue: asyncio.Queue[ipc.Message | None] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(conn.fileno(), self._readable)
+        # uvloop (libuv) makes a watched descriptor non-blocking; a message larger than the
+        # socket buffer (an Assign of 50,000 symbols) then arrives in pieces and a read of the
+        # rest would fail half-way (and a send from this end would write half a message).
+        # Blocking again: a read waits for the rest of a message its sender is writing.
+        os.set_blocking(conn.fileno(), True)
         self._eof = False
         if child:
             self._loop.add_signal_handler(ORPHAN_SIGNAL, self._orphaned)
