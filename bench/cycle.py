@@ -71,6 +71,8 @@ from testkit import EmulatorProcess, EngineProcess, delete_streams  # noqa: E402
 NATS_URL = os.environ.get("INGEST_NATS__URL", "nats://127.0.0.1:4222")
 PG_DSN = os.environ.get("INGEST_POSTGRES__DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("INGEST_REDIS__URL", "redis://127.0.0.1:6379/0")
+ENGINE_OVERRIDES: dict[str, str] = {}
+"""Settings every engine run of this bench gets on top of :func:`engine_env` (``--workers``)."""
 
 
 def universe(n: int) -> list[str]:
@@ -142,6 +144,7 @@ def engine_env(
             "INGEST_LOG__LEVEL": "INFO",  # a few lines per cycle: engine_started, cycle_completed
         }
     )
+    env.update(ENGINE_OVERRIDES)
     if sinks:
         env["INGEST_POSTGRES__DSN"] = PG_DSN
         env["INGEST_POSTGRES__TABLE"] = f"bench_{stream.lower()}"
@@ -313,7 +316,9 @@ def run_once(
     floor_s: float | None = None,
     *,
     check: bool = True,
+    root: Path = ROOT,
 ) -> dict[str, Any]:
+    """One ``run --once`` of the engine of the checkout ``root`` (default: this one)."""
     sym = tmp / f"sym{n}.json"
     sym.write_text(orjson.dumps(universe(n)).decode())
     cfg = tmp / "empty.toml"
@@ -326,7 +331,7 @@ def run_once(
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "run", "--once"],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -388,6 +393,7 @@ def steady_cpu(
     *,
     warmup: int = 1,
     sinks: bool = False,
+    root: Path = ROOT,
 ) -> dict[str, Any]:
     """``run`` at ``interval_s``: the CPU of every engine process over ``cycles`` cycles after
     ``warmup`` cycles, per cycle and per 1,000 published quotes; then the accounting of the
@@ -400,15 +406,15 @@ def steady_cpu(
     env = engine_env(emu.url, sym, stream, in_flight, cfg, sinks=sinks)
     env["INGEST_SCHEDULER__INTERVAL_S"] = f"{interval_s:g}"
     t_start = time.time()
-    with EngineProcess(["run"], env) as eng:
+    with EngineProcess(["run"], env, cwd=root) as eng:
         assert eng.proc is not None
         eng.wait_event("cycle_completed", count=warmup, timeout=60 + warmup * 3 * interval_s)
-        c0 = sum(cpu_s(p) for p in tree_pids(eng.proc.pid))
+        p0 = {p: cpu_s(p) for p in tree_pids(eng.proc.pid)}
         t0 = time.perf_counter()
         eng.wait_event(
             "cycle_completed", count=warmup + cycles, timeout=60 + cycles * 3 * interval_s
         )
-        c1 = sum(cpu_s(p) for p in tree_pids(eng.proc.pid))
+        p1 = {p: (cpu_s(p), _comm(p)) for p in tree_pids(eng.proc.pid)}
         elapsed = time.perf_counter() - t0
         eng.proc.terminate()
         eng.wait(60)
@@ -420,7 +426,10 @@ def steady_cpu(
     if sinks:
         _drop_sinks(env)
     published = sum(d.get("published", 0) for d in done)
-    cpu = c1 - c0
+    by_role: Counter[str] = Counter()
+    for pid, (c, name) in p1.items():  # a child restarted meanwhile counts from 0
+        by_role[_role(name)] += c - p0.get(pid, 0.0)
+    cpu = sum(by_role.values())
     return {
         "symbols": n,
         "in_flight": in_flight,
@@ -430,12 +439,29 @@ def steady_cpu(
         "warmup_cycles": warmup,
         "cpu_s_per_cycle": round(cpu / cycles, 3),
         "cpu_s_per_1000_published": round(1000 * cpu / published, 3) if published else None,
+        "cpu_s_per_cycle_by_process": {k: round(v / cycles, 3) for k, v in sorted(by_role.items())},
         "elapsed_s": round(elapsed, 1),
         "published_per_cycle": [d.get("published") for d in done],
         "unchanged_per_cycle": [d.get("unchanged") for d in done],
         "cycle_s": [round(d.get("seconds", 0), 3) for d in done],
         "accounting": acc,
     }
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _role(comm: str) -> str:
+    """The engine process a name (prctl, engine/runtime/child.py) stands for."""
+    if comm.startswith("ingest-worker"):
+        return "workers"
+    if comm.startswith("ingest-publish"):
+        return "publisher"
+    return "supervisor" if comm.startswith("python") else comm
 
 
 def _drop_sinks(env: dict[str, str]) -> None:
@@ -522,6 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--steady-warmup", type=int, default=1)
     ap.add_argument("--steady-interval-s", type=float, default=10.0)
     ap.add_argument("--steady-in-flight", type=int, default=0, help="default: the first")
+    ap.add_argument("--workers", type=int, default=0, help="workers.count (0: one per core)")
+    ap.add_argument(
+        "--baseline-root",
+        default="",
+        help="another checkout (e.g. a git worktree of main): each engine measurement runs it "
+        "too, right before this one, so before/after ratios come from one run",
+    )
     ap.add_argument(
         "--steady-sinks",
         action=argparse.BooleanOptionalAction,
@@ -547,6 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
+    if a.workers:
+        ENGINE_OVERRIDES["INGEST_WORKERS__COUNT"] = str(a.workers)
     sizes = [int(x) for x in a.sizes.split(",") if x]
     flights = [int(x) for x in a.in_flight.split(",")]
     results: dict[str, Any] = {
@@ -569,15 +604,28 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         ) as emu:
             runs = [(a.symbols, f) for f in flights] if a.once else []
             runs += [(n, max(flights)) for n in sizes if n != a.symbols and a.once]
+            base = Path(a.baseline_root) if a.baseline_root else None
             for n, f in runs:
                 sym = tmp / f"floor{n}.json"
                 sym.write_text(orjson.dumps(universe(n)).decode())
                 fl = floor_bench.measure(emu.url, sym, f, repeats=a.floor_repeats)
+                if base is not None:
+                    b = run_once(emu, log, n, f, a.latency_ms, tmp, fl["seconds"], root=base)
+                    b["floor"] = fl
+                    results.setdefault("baseline_once", []).append(b)
+                    print("baseline", orjson.dumps(b).decode(), flush=True)
                 r = run_once(emu, log, n, f, a.latency_ms, tmp, fl["seconds"])
                 r["floor"] = fl
                 results["once"].append(r)
                 print(orjson.dumps(r).decode(), flush=True)
             steady_flight = a.steady_in_flight or flights[0]
+            if a.steady_cycles > 0 and base is not None:
+                st = steady_cpu(
+                    emu, log, a.symbols, steady_flight, a.steady_cycles, tmp,
+                    a.steady_interval_s, warmup=a.steady_warmup, root=base,
+                )  # fmt: skip
+                results["baseline_steady"] = st
+                print("baseline", orjson.dumps(st).decode(), flush=True)
             if a.steady_cycles > 0:
                 st = steady_cpu(
                     emu,
@@ -627,36 +675,49 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The figures as Markdown (what bench/README.md shows)."""
+    """The figures as Markdown (what bench/README.md shows); with a baseline, its figures of
+    the same run beside each row (``baseline -> this``)."""
+    base = results.get("baseline_once") or []
+
+    def pair(i: int, key: str, fmt: str = "{}") -> str:
+        now = fmt.format(results["once"][i][key])
+        if i < len(base):
+            return f"{fmt.format(base[i][key])} -> {now}"
+        return now
+
     rows = [
         "| symbols | in flight | floor | cycle | cycle / floor | tail after last answer "
         "| `run --once` wall | CPU s | peak RSS (sum) | lost / dup |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results["once"]:
+    for i, r in enumerate(results["once"]):
         acc = r.get("accounting") or {}
         rows.append(
-            f"| {r['symbols']:,} | {r['in_flight']} | {r['floor_s']} s | {r['latency_s']} s "
-            f"| **{r['latency_over_floor']}** | {r['tail_after_last_answer_s']} s "
-            f"| {r['wall_s']} s | {r['cpu_s']} | {r['peak_rss_mb']:.0f} MB "
+            f"| {r['symbols']:,} | {r['in_flight']} | {r['floor_s']} s "
+            f"| {pair(i, 'latency_s')} s | **{pair(i, 'latency_over_floor')}** "
+            f"| {pair(i, 'tail_after_last_answer_s')} s | {pair(i, 'wall_s')} s "
+            f"| {pair(i, 'cpu_s')} | {pair(i, 'peak_rss_mb', '{:.0f}')} MB "
             f"| {acc.get('lost')} / {acc.get('duplicated')} |"
         )
     out = "\n".join(rows)
-    for key in ("steady", "steady_sinks"):
+    for key in ("baseline_steady", "steady", "steady_sinks"):
         st = results.get(key)
         if st:
             acc = st["accounting"]
             out += (
-                f"\n\nSteady ({st['sinks']}, {st['symbols']:,} symbols, {st['in_flight']} in "
+                f"\n\n{'Baseline steady' if key.startswith('baseline') else 'Steady'} "
+                f"({st['sinks']}, {st['symbols']:,} symbols, {st['in_flight']} in "
                 f"flight, every {st['interval_s']:g} s, {st['cycles']} cycles after "
                 f"{st['warmup_cycles']} warm-up): **{st['cpu_s_per_cycle']} CPU-s per cycle**, "
-                f"{st['cpu_s_per_1000_published']} CPU-s per 1,000 published quotes; published "
+                f"{st['cpu_s_per_1000_published']} CPU-s per 1,000 published quotes "
+                f"(by process: {st['cpu_s_per_cycle_by_process']}); published "
                 f"per cycle {st['published_per_cycle']}; lost {acc['lost']}, duplicated "
                 f"{acc['duplicated']}, exact {acc['exact']}."
             )
-    first = results["once"][0].get("startup") if results["once"] else None
-    if first:
-        out += "\n\nStart-up (" + ", ".join(f"{k} {v}" for k, v in first.items()) + ")"
+    for key, label in (("baseline_once", "Baseline start-up"), ("once", "Start-up")):
+        first = results[key][0].get("startup") if results.get(key) else None
+        if first:
+            out += f"\n\n{label} (" + ", ".join(f"{k} {v}" for k, v in first.items()) + ")"
     return out
 
 
