@@ -60,6 +60,7 @@ from bench import floor as floor_bench  # noqa: E402
 from bench.accounting import (  # noqa: E402
     StreamMsg,
     account,
+    iso_epoch,
     observation_key,
     pg_rows,
     read_access_log,
@@ -359,6 +360,14 @@ def run_once(
     # tail after the last answer (parse, validate, ring, publish, last ack: the engine's alone)
     fetch = (last_answer - first_ts) if (last_answer and first_ts) else None
     tail = (last_ts - last_answer) if (last_ts and last_answer) else None
+    # the tail split at the moment the last worker reported its share fetched (its last
+    # answer validated and in its ring): the workers' part, then the publisher's
+    started = next((e for e in events if e.get("event") == "cycle_started"), None)
+    fetched_at = (
+        iso_epoch(started["ts"]) + cycles[0]["fetch_seconds"] if started and cycles else None
+    )
+    workers_tail = (fetched_at - last_answer) if (fetched_at and last_answer) else None
+    publisher_tail = (last_ts - fetched_at) if (fetched_at and last_ts) else None
     return {
         "symbols": n,
         "in_flight": in_flight,
@@ -375,6 +384,8 @@ def run_once(
         "ideal_s": ideal,
         "fetch_span_s": None if fetch is None else round(fetch, 3),
         "tail_after_last_answer_s": None if tail is None else round(tail, 3),
+        "tail_workers_s": None if workers_tail is None else round(workers_tail, 3),
+        "tail_publisher_s": None if publisher_tail is None else round(publisher_tail, 3),
         "emulator_ms_p50_p90_max": [q["p50_ms"], q["p90_ms"], q["max_ms"]],
         "emulator_cpu_s": round(emu_cpu, 3),
         "startup": startup_phases(events),
@@ -608,7 +619,10 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             for n, f in runs:
                 sym = tmp / f"floor{n}.json"
                 sym.write_text(orjson.dumps(universe(n)).decode())
+                t_floor = time.time()
                 fl = floor_bench.measure(emu.url, sym, f, repeats=a.floor_repeats)
+                fq = quote_requests(log, t_floor)
+                fl["emulator_ms_p50_p90_max"] = [fq["p50_ms"], fq["p90_ms"], fq["max_ms"]]
                 if base is not None:
                     b = run_once(emu, log, n, f, a.latency_ms, tmp, fl["seconds"], root=base)
                     b["floor"] = fl
