@@ -43,7 +43,6 @@ from typing import Any, Final, TextIO
 
 from engine import __version__
 from engine.config import Config
-from engine.earnings.process import earnings_main
 from engine.observe import logs, metrics
 from engine.observe.http import HttpServer
 from engine.observe.quality import QualityTracker
@@ -58,6 +57,7 @@ from engine.runtime.startup import TIMER
 from engine.runtime.status import EngineStatus
 from engine.runtime.tasks import TaskSupervisor
 from engine.sinks.publisher import publisher_main
+from engine.source.transport import preload
 from engine.source.universe import Universe, load_symbols
 from engine.worker import worker_main
 
@@ -110,6 +110,9 @@ class Supervisor:
             return publisher_main, (self.config, sh.rings, [r for r, _ in sh.notify], conn,
                                     os.getpid())  # fmt: skip
         if child.kind == "earnings":
+            # imported only when the job runs (its modules are a tenth of the start-up)
+            from engine.earnings.process import earnings_main
+
             return earnings_main, (self.config, conn, os.getpid(), sh.guard)
         i = child.index
         return worker_main, (i, self.config, sh.rings[i], sh.notify[i][1], conn, os.getpid(),
@@ -342,6 +345,7 @@ class Supervisor:
         timeout_s: float | None,
     ) -> None:
         """Start the children, then run the scheduler until it is done or the engine stops."""
+        preload(self.config.yahoo.transport)  # imported once here, not in every worker
         children.spawn(self.publisher)
         for w in self.workers:
             children.spawn(w)

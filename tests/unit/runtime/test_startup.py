@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 from engine.runtime.startup import StartupTimer, process_age_s
@@ -39,3 +41,21 @@ def test_process_age_is_read_from_proc() -> None:
     age = process_age_s()
     assert age is not None  # Linux: /proc/self/stat
     assert 0.0 <= age < time.monotonic() + 1  # this test process started before the test
+
+
+def _fresh(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+
+
+def test_the_supervisor_imports_neither_the_earnings_job_nor_an_http_library() -> None:
+    """What the supervisor imports before forking, every process pays at every start: the
+    earnings job's modules only when it runs; the HTTP library once, on purpose (preload)."""
+    r = _fresh(
+        "import sys, engine.supervisor\n"
+        "assert 'engine.earnings.process' not in sys.modules, 'earnings imported'\n"
+        "assert 'curl_cffi' not in sys.modules, 'curl_cffi imported'\n"
+        "from engine.source.transport import preload\n"
+        "preload('curl_cffi')\n"
+        "assert 'curl_cffi.requests.impersonate' in sys.modules\n"
+    )
+    assert r.returncode == 0, r.stderr
