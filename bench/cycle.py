@@ -39,6 +39,7 @@ import os
 import platform
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -417,15 +418,18 @@ def steady_cpu(
     env = engine_env(emu.url, sym, stream, in_flight, cfg, sinks=sinks)
     env["INGEST_SCHEDULER__INTERVAL_S"] = f"{interval_s:g}"
     t_start = time.time()
+    others = {"emulator": emu.proc.pid if emu.proc else 0}
     with EngineProcess(["run"], env, cwd=root) as eng:
         assert eng.proc is not None
         eng.wait_event("cycle_completed", count=warmup, timeout=60 + warmup * 3 * interval_s)
+        o0 = {k: cpu_s(p) for k, p in others.items() if p}
         p0 = {p: cpu_s(p) for p in tree_pids(eng.proc.pid)}
         t0 = time.perf_counter()
         eng.wait_event(
             "cycle_completed", count=warmup + cycles, timeout=60 + cycles * 3 * interval_s
         )
         p1 = {p: (cpu_s(p), _comm(p)) for p in tree_pids(eng.proc.pid)}
+        o1 = {k: cpu_s(p) for k, p in others.items() if p}
         elapsed = time.perf_counter() - t0
         eng.proc.terminate()
         eng.wait(60)
@@ -451,10 +455,13 @@ def steady_cpu(
         "cpu_s_per_cycle": round(cpu / cycles, 3),
         "cpu_s_per_1000_published": round(1000 * cpu / published, 3) if published else None,
         "cpu_s_per_cycle_by_process": {k: round(v / cycles, 3) for k, v in sorted(by_role.items())},
+        # on the same cores: what the emulator spent meanwhile (per cycle)
+        "cpu_s_per_cycle_beside": {k: round((o1[k] - o0[k]) / cycles, 3) for k in o0},
         "elapsed_s": round(elapsed, 1),
         "published_per_cycle": [d.get("published") for d in done],
         "unchanged_per_cycle": [d.get("unchanged") for d in done],
         "cycle_s": [round(d.get("seconds", 0), 3) for d in done],
+        "fetch_s": [round(d.get("fetch_seconds", 0), 3) for d in done],
         "accounting": acc,
     }
 
@@ -561,6 +568,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--steady-in-flight", type=int, default=0, help="default: the first")
     ap.add_argument("--workers", type=int, default=0, help="workers.count (0: one per core)")
     ap.add_argument(
+        "--emulator-nice",
+        type=int,
+        default=0,
+        help="the emulator's scheduling priority (e.g. -10, as root): an experiment that keeps "
+        "the engine from starving it of CPU on a small machine",
+    )
+    ap.add_argument(
         "--baseline-root",
         default="",
         help="another checkout (e.g. a git worktree of main): each engine measurement runs it "
@@ -572,6 +586,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="a second steady run with PostgreSQL and Redis on",
     )
+    ap.add_argument(
+        "--latency",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="per in-flight value: --latency-cycles steady cycles (every --latency-interval-s) "
+        "beside the floor: the median cycle split into fetch and publish, and the CPU of the "
+        "engine, the emulator and nats-server per cycle (who holds the 2 cores)",
+    )
+    ap.add_argument("--latency-cycles", type=int, default=6)
+    ap.add_argument("--latency-interval-s", type=float, default=3.0)
     ap.add_argument(
         "--stages",
         action=argparse.BooleanOptionalAction,
@@ -613,6 +637,9 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         with EmulatorProcess(
             emulator_args(a.latency_ms, full_change=a.full_change), access_log=log
         ) as emu:
+            if a.emulator_nice and emu.proc is not None:
+                os.setpriority(os.PRIO_PROCESS, emu.proc.pid, a.emulator_nice)
+            results["emulator_nice"] = a.emulator_nice
             runs = [(a.symbols, f) for f in flights] if a.once else []
             runs += [(n, max(flights)) for n in sizes if n != a.symbols and a.once]
             base = Path(a.baseline_root) if a.baseline_root else None
@@ -667,6 +694,17 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
                     )
                     results["steady_sinks"] = st
                     print(orjson.dumps(st).decode(), flush=True)
+            if a.latency:
+                results["latency"] = []
+                sym = tmp / f"floor{a.symbols}.json"
+                sym.write_text(orjson.dumps(universe(a.symbols)).decode())
+                for f in flights:
+                    fl = floor_bench.measure(emu.url, sym, f, repeats=a.floor_repeats)
+                    st = steady_cpu(emu, log, a.symbols, f, a.latency_cycles, tmp,
+                                    a.latency_interval_s)  # fmt: skip
+                    row = latency_row(st, fl["seconds"])
+                    results["latency"].append(row)
+                    print(orjson.dumps(row).decode(), flush=True)
             if a.stages:
                 from bench import stages
 
@@ -686,6 +724,23 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
                 peer["ratio_vs_our_default_run_once_wall"] = round(peer_s / ours["wall_s"], 1)
                 print(orjson.dumps(peer).decode(), flush=True)
     return results
+
+
+def latency_row(st: dict[str, Any], floor_s: float) -> dict[str, Any]:
+    """Median of a steady run's cycles: the cycle (the supervisor's start to the publisher's
+    report), its fetch phase (until the last worker's share is in its ring) and the rest (the
+    publisher's tail), against the floor; and who used the CPU per cycle."""
+    cyc, fetch = statistics.median(st["cycle_s"]), statistics.median(st["fetch_s"])
+    return {
+        "in_flight": st["in_flight"],
+        "floor_s": round(floor_s, 3),
+        "cycle_s": round(cyc, 3),
+        "cycle_over_floor": round(cyc / floor_s, 2),
+        "fetch_s": round(fetch, 3),
+        "publish_tail_s": round(cyc - fetch, 3),
+        "cpu_s_per_cycle": {**st["cpu_s_per_cycle_by_process"], **st["cpu_s_per_cycle_beside"]},
+        "exact": st["accounting"]["exact"],
+    }
 
 
 def table(results: dict[str, Any]) -> str:
@@ -727,6 +782,17 @@ def table(results: dict[str, Any]) -> str:
                 f"(by process: {st['cpu_s_per_cycle_by_process']}); published "
                 f"per cycle {st['published_per_cycle']}; lost {acc['lost']}, duplicated "
                 f"{acc['duplicated']}, exact {acc['exact']}."
+            )
+    if results.get("latency"):
+        out += (
+            "\n\n| in flight | floor | cycle (median) | cycle / floor | fetch | publish tail "
+            "| CPU-s per cycle |\n|---|---|---|---|---|---|---|"
+        )
+        for r in results["latency"]:
+            out += (
+                f"\n| {r['in_flight']} | {r['floor_s']} s | {r['cycle_s']} s "
+                f"| {r['cycle_over_floor']} | {r['fetch_s']} s | {r['publish_tail_s']} s "
+                f"| {r['cpu_s_per_cycle']} |"
             )
     for key, label in (("baseline_once", "Baseline start-up"), ("once", "Start-up")):
         first = results[key][0].get("startup") if results.get(key) else None
