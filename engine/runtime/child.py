@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -29,8 +28,10 @@ control pipe alone may never reach EOF: later children inherit its other end).""
 
 
 def _prctl(option: int, arg: int | bytes) -> None:
+    # the interpreter's own symbols hold libc's prctl: no ctypes.util.find_library, which runs
+    # ldconfig in a subprocess (a fork of this process) every time it is asked
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(option, arg, 0, 0, 0)
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass

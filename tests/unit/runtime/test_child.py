@@ -70,3 +70,20 @@ def test_end_of_pipe_is_none() -> None:
         return await asyncio.wait_for(reader.get(), 5)
 
     assert uvloop.run(main()) is None
+
+
+def test_the_process_name_is_set_without_a_subprocess() -> None:
+    """prctl through the interpreter's own libc symbols: no ldconfig subprocess (a fork of the
+    child, at every start) as ctypes.util.find_library would run."""
+    code = (
+        "import subprocess, engine.runtime.child as c\n"
+        "subprocess.Popen = None  # any subprocess would fail\n"
+        "c._prctl(c.PR_SET_NAME, b'ingest-probe')\n"
+        "print(open('/proc/self/comm').read().strip())\n"
+    )
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ingest-probe"
