@@ -196,6 +196,10 @@ def main() -> None:
         help="profile N steady cycles of `run` (5,000 symbols: pass --symbols 5000) instead",
     )  # fmt: skip
     ap.add_argument("--interval-s", type=float, default=10.0, help="with --steady")
+    ap.add_argument(
+        "--full-change", action=argparse.BooleanOptionalAction, default=True,
+        help="the emulator moves every price every second (bench/cycle.py's default)",
+    )  # fmt: skip
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a, rest = ap.parse_known_args()
     if a.child:
@@ -217,8 +221,7 @@ def main() -> None:
         cfg = tmp / "empty.toml"
         cfg.write_text("")
         stream = f"P{uuid.uuid4().hex[:8]}"
-        args = ["--market-state", "REGULAR", "--latency-ms", str(a.latency_ms), "--seed", "1",
-                "--max-symbols", "1500"]  # fmt: skip
+        args = cycle.emulator_args(a.latency_ms, full_change=a.full_change)
         with EmulatorProcess(args) as emu:
             env = cycle.engine_env(emu.url, sym, stream, a.in_flight, cfg)
             if a.steady:

@@ -7,14 +7,14 @@ message), its reply handler (stdlib ``json.loads`` of every ack, then ``PubAck``
 ``Nats-Msg-Id`` header each) to a throw-away stream on the shared NATS both ways and reports the
 CPU seconds of this process (``time.process_time``) and the wall time, per variant:
 
-* ``js.publish_async`` - what engine/sinks/publisher.py does now: ``publish_async`` for every
-message
-  of a chunk, then ``asyncio.wait`` for all the futures, each ack checked (``duplicate``).
+* ``js.publish_async`` - what the engine did before issue 15: ``publish_async`` for every
+  message of a chunk, then ``asyncio.wait`` for all the futures, each ack checked.
 * ``core+inbox``       - ``nc.publish(subject, payload, reply=<inbox>.<i>, headers=...)`` with one
   wildcard subscription on the inbox whose callback decodes each ack with a msgspec Struct
   (``{"stream","seq","duplicate"}`` or ``{"error": {...}}``) into a per-message outcome array and
   sets one event when the chunk is complete. Same wire protocol, same acks, no future per
-  message - and an error ack is seen (nats-py's publish_async never resolves those).
+  message - and an error ack is seen (nats-py's publish_async never resolves those). What
+  engine/sinks/jetstream.py does since issue 15.
 
 Variants alternate (ABAB...) so load drift on the shared machine hits both; medians reported.
 

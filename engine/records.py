@@ -30,9 +30,11 @@ from engine.quote import (
     SCHEMA_VERSION,
     DlqMessage,
     Quote,
+    QuoteMessage,
     Rejection,
     RejectReason,
     iso_micros,
+    iso_seconds,
 )
 from engine.ringbuf import (
     DETAIL_BYTES,
@@ -70,14 +72,6 @@ an ``OSError``/``OverflowError``; a float that is not JSON an ``EncodeError``...
 
 def _b(s: str | None, n: int) -> bytes:
     return (s or "").encode("utf-8", "replace")[:n]
-
-
-def _symbol(s: str) -> bytes:
-    """A quote's symbol as record bytes; one too long for the field is an error, never cut."""
-    b = s.encode("utf-8", "replace")
-    if len(b) > SYMBOL_BYTES:
-        raise ValueError(f"symbol of {len(b)} bytes exceeds the record's {SYMBOL_BYTES}")
-    return b
 
 
 def _marked(s: str) -> bytes:
@@ -180,9 +174,13 @@ def _fill(
         ]
         q["market_state"] = [_STATE_CODE.get(x.market_state, 255) for x in group]
         q["flags"] = [FLAG_STALE if x.stale else 0 for x in group]
-        q["symbol"] = [_symbol(x.symbol) for x in group]
-        q["currency"] = [_b(x.currency, 8) for x in group]
-        q["exchange"] = [_b(x.exchange, 8) for x in group]
+        symbols = [x.symbol.encode("utf-8", "replace") for x in group]
+        longest = max(map(len, symbols))
+        if longest > SYMBOL_BYTES:  # never cut to fit: another symbol's name
+            raise ValueError(f"symbol of {longest} bytes exceeds the record's {SYMBOL_BYTES}")
+        q["symbol"] = symbols
+        q["currency"] = [(x.currency or "").encode("utf-8", "replace")[:8] for x in group]
+        q["exchange"] = [(x.exchange or "").encode("utf-8", "replace")[:8] for x in group]
     if rejections:
         r = out[nq + nu :]
         r["kind"] = KIND_REJECTION
@@ -253,27 +251,23 @@ def _decode_row(row: tuple[Any, ...], d: Decoded) -> None:
     symbol = sym_b.decode("utf-8", "replace")
     source = SOURCES[src] if src < len(SOURCES) else "unknown"
     if kind != KIND_REJECTION:
-        q = Quote(
-            symbol=symbol,
-            price=price,
-            volume=volume,
-            change_percent=None if math.isnan(cp) else cp,
-            market_time=mtime,
-            market_state=MARKET_STATES[state] if state < len(MARKET_STATES) else "UNKNOWN",
-            currency=_text(cur_b),
-            exchange=_text(exch_b),
-            source=source,
-            ingest_time_ns=ingest_ns,
-            correlation_id=_uuid_str(bytes(cid)),
-            cycle=cycle,
-            stale=bool(flags & FLAG_STALE),
-        )
+        # positional, in the Structs' field order: the same as Quote(...).to_message(), without
+        # its keyword dict per quote (a quarter of the publisher's CPU)
+        change = None if math.isnan(cp) else cp
+        market_state = MARKET_STATES[state] if state < len(MARKET_STATES) else "UNKNOWN"
+        currency, exchange = _text(cur_b), _text(exch_b)
+        cid_text, stale = _uuid_str(bytes(cid)), bool(flags & FLAG_STALE)
+        q = Quote(symbol, price, volume, change, mtime, market_state, currency, exchange,
+                  source, ingest_ns, cid_text, cycle, stale)  # fmt: skip
         if kind == KIND_UNCHANGED:
             d.unchanged.append(q)
             return
-        m = OutMessage(False, q.msg_id, _enc.encode(q.to_message()), cycle)
+        message = QuoteMessage(SCHEMA_VERSION, symbol, price, volume, change, iso_seconds(mtime),
+                               mtime, currency, exchange, market_state, source,
+                               iso_micros(ingest_ns), cid_text, cycle, stale)  # fmt: skip
+        payload = _enc.encode(message)
+        d.messages.append(OutMessage(False, q.msg_id, payload, cycle))
         d.quotes.append(q)
-        d.messages.append(m)
         return
     reason_label = _REASON_LABEL.get(reason, str(reason))
     payload = _enc.encode(

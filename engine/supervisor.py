@@ -43,7 +43,6 @@ from typing import Any, Final
 
 from engine import __version__
 from engine.config import Config
-from engine.earnings.process import earnings_main
 from engine.observe import logs, metrics
 from engine.observe.http import HttpServer
 from engine.observe.quality import QualityTracker
@@ -60,9 +59,11 @@ from engine.runtime.reload import ReloadRequest, reload_symbols
 from engine.runtime.schedule import spread_window
 from engine.runtime.shared import SharedState
 from engine.runtime.shutdown import ShutdownBudget
+from engine.runtime.startup import TIMER
 from engine.runtime.status import EngineStatus
 from engine.runtime.tasks import TaskSupervisor
 from engine.sinks.publisher import publisher_main
+from engine.source.transport import preload
 from engine.source.universe import Universe, load_configured, log_notes
 from engine.stats import CycleStats
 from engine.worker import worker_main
@@ -99,6 +100,8 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.reload = ReloadRequest()
         self.fatal: str | None = None
+        self.ready_report: dict[str, float] = {}
+        """The children's own start-up (:mod:`engine.runtime.startup`): their ready messages."""
 
     def _use(self, universe: Universe) -> None:
         self.universe = universe
@@ -114,6 +117,9 @@ class Supervisor:
             return publisher_main, (self.config, sh.rings, [r for r, _ in sh.notify], conn,
                                     os.getpid())  # fmt: skip
         if child.kind == "earnings":
+            # imported only when the job runs (its modules are a tenth of the start-up)
+            from engine.earnings.process import earnings_main
+
             return earnings_main, (self.config, conn, os.getpid(), sh.guard)
         i = child.index
         return worker_main, (i, self.config, sh.rings[i], sh.notify[i][1], conn, os.getpid(),
@@ -126,6 +132,11 @@ class Supervisor:
     def on_message(self, child: Child, msg: ipc.Message) -> None:
         if isinstance(msg, ipc.WorkerReady | ipc.PublisherReady):
             child.ready.set()
+            if isinstance(msg, ipc.WorkerReady):  # the slowest worker is the one that counts
+                crumb = self.ready_report.get("worker_crumb_s", 0.0)
+                self.ready_report["worker_crumb_s"] = max(crumb, round(msg.crumb_s, 3))
+            else:
+                self.ready_report["publisher_connect_s"] = round(msg.connect_s, 3)
             if isinstance(msg, ipc.WorkerReady):
                 self._redo_fetch(child)
             if isinstance(msg, ipc.PublisherReady):
@@ -312,6 +323,7 @@ class Supervisor:
         try:
             metrics.set_build_info(__version__)
             async with _http(self.config, self.status):
+                TIMER.mark("metrics_http")
                 return await self._run(once=once, timeout_s=timeout_s)
         finally:
             metrics.teardown_multiprocess()
@@ -320,6 +332,7 @@ class Supervisor:
         self._install_signals()
         self.shared.create(self.universe)
         self._use(self.universe)
+        TIMER.mark("symbols")
         log.info(
             "engine_starting",
             extra={
@@ -332,6 +345,7 @@ class Supervisor:
         try:
             # the last published identity per symbol: a restart re-publishes no unchanged quote
             self.shared.restore(await identity.restore(self.config, self.universe.symbols))
+            TIMER.mark("identity")
             async with TaskSupervisor("supervisor") as tasks:
                 children = Children(
                     self, tasks, restart_backoff_s=self.config.workers.restart_backoff_s
@@ -361,12 +375,16 @@ class Supervisor:
         timeout_s: float | None,
     ) -> None:
         """Start the children, then run the scheduler until it is done or the engine stops."""
+        preload(self.config.yahoo.transport)  # imported once here, not in every worker
         children.spawn(self.publisher)
         for w in self.workers:
             children.spawn(w)
         if self.earnings is not None and not once:
             children.spawn(self.earnings)
+        TIMER.mark("fork")
         await self._wait_ready(READY_TIMEOUT_S)
+        TIMER.mark("children_ready")
+        log.info("engine_started", extra={**TIMER.report(), **self.ready_report})
         if self.stopping.is_set():
             return
         sched = tasks.spawn("scheduler", scheduler.run(once=once))
@@ -402,4 +420,6 @@ async def run_engine(
 ) -> RunResult:
     universe = load_configured(config.symbols)
     log_notes(universe)
-    return await Supervisor(config, universe).run(once=once, timeout_s=timeout_s)
+    supervisor = Supervisor(config, universe)
+    TIMER.mark("symbols")
+    return await supervisor.run(once=once, timeout_s=timeout_s)

@@ -15,6 +15,7 @@ then counts as failed (``FetchTimeout``) and goes first next cycle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Final
 
 from engine.config import Config
-from engine.errors import RingError, UpstreamError
+from engine.errors import ConfigError, RingError, UpstreamError
 from engine.observe import logs, metrics
 from engine.ringbuf import LastSeenTable, Ring
 from engine.runtime import ipc
@@ -142,13 +143,23 @@ class Worker:
         reader = ConnReader(self.conn, child=True)
         y = self.config.yahoo
         share = in_flight_share(y.max_in_flight, self.config.worker_count(), self.id)
-        async with YahooClient.connect(y, max_clients=share, guard=self.guard) as client:
+        t0 = time.perf_counter()
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                client = await stack.enter_async_context(
+                    YahooClient.connect(y, max_clients=share, guard=self.guard)
+                )
+            except ConfigError as exc:  # e.g. a browser curl_cffi cannot impersonate
+                log.error("worker_fatal", extra={"error": str(exc)})
+                ipc.send(self.conn, ipc.Fatal(message=str(exc)))
+                return
             source = YahooPollSource(client, batch_size=y.batch_size, in_flight=share)
             try:
                 await asyncio.wait_for(client.crumb(), timeout=y.timeout_s)
             except (UpstreamError, TimeoutError) as exc:
                 log.warning("crumb_prefetch_failed", extra={"error_kind": type(exc).__name__})
-            ipc.send(self.conn, ipc.WorkerReady(worker=self.id, pid=os.getpid()))
+            ready = ipc.WorkerReady(self.id, os.getpid(), crumb_s=time.perf_counter() - t0)
+            ipc.send(self.conn, ready)
             async with TaskSupervisor(f"worker-{self.id}") as tasks:
                 await self._serve(reader, source, tasks)
 

@@ -100,9 +100,13 @@ class EmulatorProcess:
 class EngineProcess:
     """``ingestion-agent run`` as a subprocess whose JSON log events can be awaited."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, args: Sequence[str], env: dict[str, str], *, cwd: Path | None = None
+    ) -> None:
+        """``cwd``: the checkout whose ``engine`` package runs (default: this one)."""
         self.args = list(args)
         self.env = env
+        self.cwd = cwd or ROOT
         self.proc: subprocess.Popen[str] | None = None
         self.events: list[dict[str, Any]] = []
         self.stdout = ""
@@ -111,7 +115,7 @@ class EngineProcess:
     def __enter__(self) -> EngineProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine", *self.args],
-            cwd=ROOT,
+            cwd=self.cwd,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -71,6 +71,7 @@ class EmulatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     tick_s: Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)] = 1.0
     time_offset_s: float = 0.0
     min_trade_prob: Prob = 0.05
+    full_change: bool = False
     delisted: tuple[str, ...] = ("BRKS", "SI", "SIMP")
     replicas: bool = True
     # --- cookie / crumb -----------------------------------------------------------------------
@@ -159,6 +160,8 @@ HELP: Final[dict[str, str]] = {
     "tick_s": "price-walk tick in seconds (walks advance lazily, one vectorised step per request)",
     "time_offset_s": "added to the wall clock to get the simulated time (e.g. jump into REGULAR)",
     "min_trade_prob": "floor of the per-tick trade probability of illiquid symbols",
+    "full_change": "every instrument trades every tick and its price moves by at least one tick "
+    "(cent, 1/100 cent below $1): every quote is new each second (the benches' worst case)",
     "delisted": "comma list of symbols answered with the quoteType NONE stub (404 on chart)",
     "replicas": "accept {BASE}.X{n} (n=1..999) as replicas of BASE with their own walk",
     "require_auth": "v7 quote requires the A3 cookie and its crumb",

@@ -21,7 +21,9 @@ Walk
     Draws are hashes of (seed, tick, instrument) (:mod:`.rng`), so a
     run is reproducible for a given ``--seed`` and request schedule.
 
-    Only REGULAR moves the regular price; PRE and POST move the extended-hours price (reported
+    ``full_change`` makes every instrument trade every tick and moves its price by at least one
+    tick (the worst case of the engine's cost: every quote is new). Only REGULAR moves the
+    regular price; PRE and POST move the extended-hours price (reported
     as ``preMarket*``/``postMarket*``). Outside REGULAR ``regularMarketTime`` is the last close
     (16:00 of the last weekday). Entering REGULAR starts a new session: previous close := last
     price, day open/high/low reset, volume 0. ``freeze`` stops all of this.
@@ -353,7 +355,7 @@ class Market:
         rate = self.rate[:n] if regular else self.rate[:n] * 0.05
         floor_p = 1.0 - (1.0 - cfg.min_trade_prob) ** k
         p = np.maximum(-np.expm1(-rate * span), floor_p)
-        traded = u < p
+        traded = np.ones(n, dtype=bool) if cfg.full_change else u < p
         sig = self.daily_vol[:n] * math.sqrt(span / TRADING_SECONDS) * (1.0 if regular else 0.5)
         px = self.reg_px if regular else self.ext_px
         when = self.reg_t if regular else self.ext_t
@@ -361,11 +363,16 @@ class Market:
         cur = px[:n]
         new = np.round(cur * np.exp(sig * z - 0.5 * sig * sig) * scale) / scale
         np.maximum(new, 1.0 / scale, out=new)
+        if cfg.full_change:  # a trade at the same rounded price still moves it one tick
+            ticks = np.round(cur * scale)
+            step = np.where((z >= 0) | (ticks <= 1.0), 1.0, -1.0)  # at the floor: up
+            np.copyto(new, (ticks + step) / scale, where=new == cur)
         changed = traded & (new != cur)
         np.copyto(cur, new, where=changed)
         when[:n][traded] = t
         if regular:
             np.maximum(self.day_high[:n], cur, out=self.day_high[:n])
             np.minimum(self.day_low[:n], cur, out=self.day_low[:n])
-            add = self.vps[:n] * span / p * np.exp(0.5 * zv - 0.125)
+            per_trade = span if cfg.full_change else span / p  # shares of a (certain) trade
+            add = self.vps[:n] * per_trade * np.exp(0.5 * zv - 0.125)
             self.day_vol[:n] += np.where(traded, np.rint(add), 0.0).astype(np.int64)

@@ -35,6 +35,7 @@ from engine.commands.output import pipe_safe
 from engine.config import Config, LoadedConfig, LogLevel, OnInvalid, load
 from engine.errors import ConfigError, IngestionError, ServiceUnavailableError, SymbolsError
 from engine.observe import logs
+from engine.runtime.startup import TIMER
 
 if TYPE_CHECKING:  # the probes import nats, asyncpg and redis: not for --help or completion
     from engine.deps.probe import Name
@@ -219,6 +220,7 @@ async def _needing(
 def _run(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     from engine.commands.run import run_command
 
+    TIMER.mark("imports")
     if (args.json or args.min_fetched != MIN_FETCHED_SHARE) and not args.once:
         raise ConfigError("--json and --min-fetched apply to run --once only", key="--once")
     return _arun(

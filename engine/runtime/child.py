@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -29,8 +28,10 @@ control pipe alone may never reach EOF: later children inherit its other end).""
 
 
 def _prctl(option: int, arg: int | bytes) -> None:
+    # the interpreter's own symbols hold libc's prctl: no ctypes.util.find_library, which runs
+    # ldconfig in a subprocess (a fork of this process) every time it is asked
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(option, arg, 0, 0, 0)
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
@@ -72,6 +73,11 @@ class ConnReader:
         self._queue: asyncio.Queue[ipc.Message | None] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(conn.fileno(), self._readable)
+        # uvloop (libuv) makes a watched descriptor non-blocking; a message larger than the
+        # socket buffer (an Assign of 50,000 symbols) then arrives in pieces and a read of the
+        # rest would fail half-way (and a send from this end would write half a message).
+        # Blocking again: a read waits for the rest of a message its sender is writing.
+        os.set_blocking(conn.fileno(), True)
         self._eof = False
         if child:
             self._loop.add_signal_handler(ORPHAN_SIGNAL, self._orphaned)

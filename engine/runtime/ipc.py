@@ -51,6 +51,7 @@ class WorkerReady(msgspec.Struct, frozen=True, tag=True):
 
     worker: int
     pid: int
+    crumb_s: float = 0.0  # its start-up: the Yahoo session and the cookie + crumb
 
 
 class CycleFetched(msgspec.Struct, frozen=True, tag=True):
@@ -74,6 +75,7 @@ class PublisherReady(msgspec.Struct, frozen=True, tag=True):
     """The publisher is connected and drains the rings (it takes ``Seal``s from now on)."""
 
     pid: int
+    connect_s: float = 0.0  # its start-up: PostgreSQL and Redis connected (NATS connects after)
 
 
 class CyclePublished(msgspec.Struct, frozen=True, tag=True):

@@ -19,9 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from engine.observe import metrics
 from engine.plausibility import HeldMoves
-from engine.quote import Rejection, RejectReason, Rules, validate
+from engine.quote import Quote, Rejection, RejectReason, Rules, validate
 from engine.records import to_records
 from engine.ringbuf import KIND_REJECTION, LastSeenTable, Records, Ring
 from engine.source.decode import QuoteBatch
@@ -61,39 +64,25 @@ class RingSink:
 
     async def accept(self, source: int, cycle: int, got: QuoteBatch, counts: FetchCounts) -> None:
         now = self.clock()
-        table = self.last_seen
-        times = table.times if table is not None else None
-        volumes = table.volumes if table is not None else None
-        ok_cycle = table.ok_cycle if table is not None else None
-        valid = []
-        unchanged = []
-        written: list[tuple[int, int, int]] = []
+        rules = self.rules
+        valid: list[Quote] = []
         rejections: list[Rejection] = []
         held = self.held
         for yq in got.quotes:
-            q = validate(yq, now_s=now, rules=self.rules, held=held.get(yq.symbol, cycle))
+            q = validate(yq, now_s=now, rules=rules, held=held.get(yq.symbol, cycle))
             if isinstance(q, Rejection):
                 if q.reason is RejectReason.PRICE_UNCONFIRMED and q.price is not None:
                     held.hold(q.symbol, q.price, cycle)
                 rejections.append(q)
                 continue
             held.release(q.symbol)
-            counts.regular += q.market_state == "REGULAR"
-            idx = self.index_of.get(q.symbol)
-            if idx is not None and times is not None:
-                assert ok_cycle is not None and volumes is not None
-                ok_cycle[idx] = cycle
-                # unchanged = the same identity (market time and volume) as the last written
-                if (
-                    self.skip_unchanged
-                    and times[idx] == q.market_time
-                    and int(volumes[idx]) == q.volume
-                ):
-                    unchanged.append(q)
-                    continue
-                written.append((idx, q.market_time, q.volume))
             valid.append(q)
-            counts.stale += q.stale
+        counts.regular += sum(q.market_state == "REGULAR" for q in valid)
+        unchanged, written = self._last_seen(valid, cycle)
+        if unchanged:
+            keep = set(map(id, unchanged))
+            valid = [q for q in valid if id(q) not in keep]
+        counts.stale += sum(q.stale for q in valid)
         rejections.extend(Rejection(m.symbol, m.reason, m.detail) for m in got.malformed)
         for r in rejections:
             counts.reject(r.reason.label)
@@ -117,12 +106,42 @@ class RingSink:
             return
         lost = self._quarantined(recs, len(rejections), counts)
         await self.ring.write(recs, on_full=self._on_full)
-        if times is not None and volumes is not None:
-            for idx, t, v in written:
-                if idx not in lost:
-                    times[idx] = t
-                    volumes[idx] = v
+        table = self.last_seen
+        if table is not None and written is not None:
+            rows, times, volumes = written
+            if lost:  # quarantined, not written: not the last written either
+                ok = ~np.isin(rows, np.fromiter(lost, np.int64, len(lost)))
+                rows, times, volumes = rows[ok], times[ok], volumes[ok]
+            table.times[rows] = times
+            table.volumes[rows] = volumes
         self.notify()
+
+    def _last_seen(
+        self, valid: list[Quote], cycle: int
+    ) -> tuple[list[Quote], tuple[npt.NDArray[np.int64], ...] | None]:
+        """Mark ``cycle`` as the symbols' last with a valid quote; the quotes whose identity
+        (market time and volume) is the last written (unchanged), and the (rows, market times,
+        volumes) the others will write. One vectorised pass over the shared table per batch."""
+        table = self.last_seen
+        if table is None or not valid:
+            return [], None
+        index_of = self.index_of
+        n = len(valid)
+        rows = np.fromiter((index_of.get(q.symbol, -1) for q in valid), np.int64, n)
+        known = rows >= 0  # a symbol outside the universe (not asked for) has no row
+        times = np.fromiter((q.market_time for q in valid), np.int64, n)[known]
+        volumes = np.fromiter((q.volume for q in valid), np.int64, n)[known]
+        rows = rows[known]
+        table.ok_cycle[rows] = cycle
+        unchanged: list[Quote] = []
+        if self.skip_unchanged and len(rows):
+            same = (table.times[rows] == times) & (table.volumes[rows] == volumes)
+            if same.any():
+                kept = np.flatnonzero(known)[same].tolist()
+                unchanged = [valid[i] for i in kept]
+                new = ~same
+                rows, times, volumes = rows[new], times[new], volumes[new]
+        return unchanged, (rows, times, volumes)
 
     def _quarantined(self, recs: Records, expected: int, counts: FetchCounts) -> set[int]:
         """Count the quotes :func:`to_records` turned into ``encoding_failed`` rows (rows of

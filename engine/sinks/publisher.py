@@ -76,6 +76,7 @@ class Publisher:
         self.committer: Committer | None = None
         self._drains: list[asyncio.Task[None]] = []
         self.reconciling: asyncio.Event | None = None  # set once the reconcile is over
+        self.started = time.perf_counter()
 
     @property
     def jsp(self) -> JetStreamPublisher | None:
@@ -108,8 +109,10 @@ class Publisher:
                 self.delivery.connected(jsp)
                 outbox = self.delivery.outbox
                 log.info(
-                    "nats_ready", extra={"url": s.url.redacted(), "outbox_segments": len(outbox)}
-                )
+                    "nats_ready",
+                    extra={"url": s.url.redacted(), "outbox_segments": len(outbox),
+                           "since_start_s": round(time.perf_counter() - self.started, 3)},
+                )  # fmt: skip
                 if store is not None and tail is not None:  # while the drains publish
                     self.reconciling = asyncio.Event()
                     try:
@@ -170,6 +173,7 @@ class Publisher:
         reader = ConnReader(self.conn, child=True)
         for i, fd in enumerate(self.notify_fds):
             loop.add_reader(fd, self._wake, i)
+        t0 = self.started = time.perf_counter()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if self.config.postgres.enabled:
@@ -181,14 +185,14 @@ class Publisher:
                         QuoteCache.connect(self.config.redis)
                     )
                 async with TaskSupervisor("publisher") as tasks:
-                    await self._serve(reader, tasks)
+                    await self._serve(reader, tasks, connect_s=time.perf_counter() - t0)
         except StoreError as exc:  # cannot be set up: a configuration problem
             self._fatal(str(exc))
         finally:
             if self.jsp is not None:
                 await self.jsp.aclose()
 
-    async def _serve(self, reader: ConnReader, tasks: TaskSupervisor) -> None:
+    async def _serve(self, reader: ConnReader, tasks: TaskSupervisor, *, connect_s: float) -> None:
         outbox = self.delivery.outbox
         background = [
             tasks.spawn("connector", self._connect()),
@@ -199,7 +203,7 @@ class Publisher:
             log.warning("outbox_found", extra={"segments": len(outbox)})
         # reported from the start, 0 included: an empty series is not a healthy one
         self.delivery.outbox_depth(outbox.count_messages())
-        ipc.send(self.conn, ipc.PublisherReady(pid=os.getpid()))
+        ipc.send(self.conn, ipc.PublisherReady(pid=os.getpid(), connect_s=connect_s))
         committer = Committer(
             self.rings,
             self.ledger,

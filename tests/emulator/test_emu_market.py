@@ -65,6 +65,22 @@ async def test_regular_prices_move_and_market_time_is_the_last_trade(make_emu: M
         assert traded_flat > 0  # a trade at the same price is a new quote too
 
 
+async def test_full_change_moves_every_price_every_tick(make_emu: MakeEmu) -> None:
+    clock = FakeClock()
+    async with make_emu(clock=clock, seed=5, full_change=True) as h:
+        await h.login()
+        before = await h.quotes(SYMBOLS, fields=FIELDS)
+        for _ in range(5):
+            clock.advance(1)
+            now = await h.quotes(SYMBOLS, fields=FIELDS)
+            for b, q in zip(before, now, strict=True):
+                assert q["regularMarketPrice"] != b["regularMarketPrice"], q["symbol"]
+                assert q["regularMarketTime"] == int(clock.t) > b["regularMarketTime"]
+                assert q["regularMarketVolume"] >= b["regularMarketVolume"]
+                assert q["regularMarketPrice"] > 0
+            before = now
+
+
 async def test_freeze_keeps_everything(make_emu: MakeEmu) -> None:
     clock = FakeClock()
     async with make_emu(clock=clock, freeze=True) as h:

@@ -53,6 +53,16 @@ class TestOneCycle:
         assert payload["timestamp"].endswith("Z")
         assert len({p["correlation_id"] for p, _ in msgs}) == len(msgs)
 
+    @pytest.mark.timeout(60)
+    def test_a_browser_curl_cffi_cannot_impersonate_stops_the_engine(
+        self, engine_env: dict[str, str]
+    ) -> None:
+        """The workers' transport refuses it at start: the engine exits 2 naming the key,
+        instead of restarting workers that fail at every request."""
+        r = run_cli(["run", "--once"], {**engine_env, "INGEST_YAHOO__IMPERSONATE": "netscape4"})
+        assert r.returncode == 2, r.stderr[-3000:]
+        assert "yahoo.impersonate 'netscape4'" in r.stderr
+
     @pytest.mark.timeout(180)
     def test_second_run_with_unchanged_prices_adds_no_duplicates(
         self, nats_names: dict[str, str], tmp_path: Path

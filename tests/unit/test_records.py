@@ -52,6 +52,20 @@ class TestRecords:
         assert msg.source == SOURCES[0] and msg.schema_version == 1 and not msg.stale
         assert uuid.UUID(msg.correlation_id).version == 4
 
+    def test_payload_is_the_quotes_own_message(self) -> None:
+        """The payload built from the record is exactly ``Quote.to_message()`` of the quote the
+        store and the cache get (field for field, nulls and flags included)."""
+        qs = [quote("A"), quote("B", change_percent=None, stale=True, currency=None,
+                                exchange=None, market_state="POST")]  # fmt: skip
+        d = to_messages(to_records(qs, [], cycle=3, source=1, ingest_time_ns=T * 10**9 + 7))
+        enc = msgspec.json.Encoder()
+        assert [m.payload for m in d.messages] == [enc.encode(q.to_message()) for q in d.quotes]
+        assert [m.msg_id for m in d.messages] == [q.msg_id for q in d.quotes]
+        assert [(q.symbol, q.currency, q.stale, q.source) for q in d.quotes] == [
+            ("A", "USD", False, SOURCES[1]),
+            ("B", None, True, SOURCES[1]),
+        ]
+
     def test_null_change_percent_and_stale_flag(self) -> None:
         """A missing change percent is null; the stale flag survives the ring."""
         recs = to_records([quote(change_percent=None, stale=True, market_state="CLOSED")], [],

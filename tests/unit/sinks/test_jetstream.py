@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
+import msgspec
 import nats.errors
 import nats.js.errors
 
 from engine.config import NatsSettings
 from engine.records import OutMessage
-from engine.sinks.jetstream import JetStreamPublisher, describe, permanent, subject_of
+from engine.sinks.jetstream import (
+    JetStreamPublisher,
+    describe,
+    permanent,
+    read_answer,
+    subject_of,
+)
 from engine.stats import Outcome
-from tests.unit.sinks.fake_jetstream import FakeNats
+from tests.unit.sinks.fake_jetstream import FakeMsg, FakeNats
 
 SETTINGS = NatsSettings(ack_timeout_s=0.05)
 
@@ -36,7 +42,7 @@ class TestPublish:
         assert {s for s, _ in nc.js.stored.values()} == {SETTINGS.subject}
 
     async def test_refused_message_is_rejected_with_jetstreams_reason(self) -> None:
-        """publish_async never resolves a refused message: the synchronous probe finds out."""
+        """JetStream's error answer names the message it refuses; the others are published."""
         nc = FakeNats()
         nc.js.refuse.add("S1:100")
         jsp = publisher(nc)
@@ -55,6 +61,26 @@ class TestPublish:
         assert nc.js.sends > 2
         assert nc.js.stored == {}
 
+    async def test_at_most_max_pending_acks_wait_for_their_ack(self) -> None:
+        nc = FakeNats()
+        jsp = JetStreamPublisher(
+            msgspec.structs.replace(SETTINGS, max_pending_acks=4), nc, rand=lambda: 0.0
+        )
+        out = await jsp.publish(quotes(50), deadline=time.monotonic() + 2)
+        assert out == [Outcome.PUBLISHED] * 50
+        assert nc.most_unanswered == 4
+        assert nc.js.sends == 50  # nothing retried: the window only paced them
+
+    async def test_a_late_ack_of_a_finished_round_is_ignored(self) -> None:
+        nc = FakeNats()
+        jsp = publisher(nc)
+        nc.js.down = True
+        assert await jsp.publish(quotes(1), deadline=time.monotonic()) == [Outcome.FAILED]
+        nc.js.down = False
+        stale = FakeMsg(f"{jsp._inbox}.1.0", b'{"stream":"S","seq":9}')
+        await jsp._on_ack(stale)  # round 1 is over: nothing to record it in
+        assert await jsp.publish(quotes(1), deadline=time.monotonic() + 1) == [Outcome.PUBLISHED]
+
     async def test_close_is_idempotent(self) -> None:
         nc = FakeNats()
         jsp = publisher(nc)
@@ -64,6 +90,21 @@ class TestPublish:
 
 
 class TestHelpers:
+    def test_read_answer(self) -> None:
+        ack = read_answer(FakeMsg("x", b'{"stream":"Q","seq":7,"duplicate":true}'))
+        assert not isinstance(ack, BaseException) and ack.duplicate and ack.seq == 7
+        err = read_answer(
+            FakeMsg("x", b'{"error":{"code":400,"err_code":10054,"description":"too big"}}')
+        )
+        assert isinstance(err, nats.js.errors.BadRequestError) and permanent(err)
+        assert describe(err) == "BadRequestError: too big"
+        busy = read_answer(FakeMsg("x", b'{"error":{"code":503,"description":"busy"}}'))
+        assert isinstance(busy, nats.js.errors.ServiceUnavailableError) and not permanent(busy)
+        gone = read_answer(FakeMsg("x", b"", {"Status": "503"}))  # no responders: no stream
+        assert isinstance(gone, nats.js.errors.NoStreamResponseError) and not permanent(gone)
+        junk = read_answer(FakeMsg("x", b"<html>"))
+        assert isinstance(junk, nats.errors.Error) and not permanent(junk)
+
     def test_subject_of(self) -> None:
         s = SETTINGS
         assert subject_of(OutMessage(False, "a", b"", 1), s) == s.subject
@@ -92,27 +133,12 @@ class TestStreamGone:
         jsp = publisher(nc)
         ensured: list[bool] = []
 
-        async def no_stream(subject: str, payload: bytes, headers: dict[str, str]) -> object:
-            fut = asyncio.get_running_loop().create_future()
-            fut.set_exception(nats.js.errors.NoStreamResponseError())
-            return fut
-
-        async def no_stream_sync(
-            subject: str,
-            payload: bytes,
-            timeout: float,  # noqa: ASYNC109
-            headers: dict[str, str],
-        ) -> object:
-            raise nats.js.errors.NoStreamResponseError()
-
         async def ensure_streams() -> None:
             ensured.append(True)
             jsp.streams_ok = True
-            nc.js.publish_async, nc.js.publish = real  # type: ignore[method-assign]
+            nc.js.no_stream = False
 
-        real = nc.js.publish_async, nc.js.publish
-        nc.js.publish_async = no_stream  # type: ignore[method-assign]
-        nc.js.publish = no_stream_sync  # type: ignore[method-assign]
+        nc.js.no_stream = True
         jsp.ensure_streams = ensure_streams  # type: ignore[method-assign]
         out = await jsp.publish(quotes(2), deadline=time.monotonic() + 2)
         assert out == [Outcome.PUBLISHED] * 2 and ensured == [True]
