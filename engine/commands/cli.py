@@ -316,6 +316,7 @@ def _fail(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    TIMER.mark("imports")
     parser = build_parser()
     argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
@@ -326,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.OK
         loaded = _with_verbosity(load(_config_path(args.config)), args)
         logs.setup(loaded.config.log.level, loaded.config.log.format)
+        TIMER.mark("config")
         return int(_dispatch(loaded, args, out))
     except (ConfigError, SymbolsError) as exc:
         _fail(str(exc))
