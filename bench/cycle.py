@@ -667,33 +667,14 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
                 )  # fmt: skip
                 results["baseline_steady"] = st
                 print("baseline", orjson.dumps(st).decode(), flush=True)
-            if a.steady_cycles > 0:
+            variants = [("steady", False), ("steady_sinks", True)][: 1 + bool(a.steady_sinks)]
+            for key, sinks in variants if a.steady_cycles > 0 else []:
                 st = steady_cpu(
-                    emu,
-                    log,
-                    a.symbols,
-                    steady_flight,
-                    a.steady_cycles,
-                    tmp,
-                    a.steady_interval_s,
-                    warmup=a.steady_warmup,
-                )
-                results["steady"] = st
+                    emu, log, a.symbols, steady_flight, a.steady_cycles, tmp,
+                    a.steady_interval_s, warmup=a.steady_warmup, sinks=sinks,
+                )  # fmt: skip
+                results[key] = st
                 print(orjson.dumps(st).decode(), flush=True)
-                if a.steady_sinks:
-                    st = steady_cpu(
-                        emu,
-                        log,
-                        a.symbols,
-                        steady_flight,
-                        a.steady_cycles,
-                        tmp,
-                        a.steady_interval_s,
-                        warmup=a.steady_warmup,
-                        sinks=True,
-                    )
-                    results["steady_sinks"] = st
-                    print(orjson.dumps(st).decode(), flush=True)
             if a.latency:
                 results["latency"] = []
                 sym = tmp / f"floor{a.symbols}.json"

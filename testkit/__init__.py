@@ -10,7 +10,7 @@ Import the names from here: ``from testkit import EmulatorProcess, free_port``.
 
 from __future__ import annotations
 
-from testkit.jetstream import delete_streams, stream_messages
+from testkit.jetstream import create_refusing_stream, delete_streams, stream_messages
 from testkit.net import free_port, wait_for, wait_port
 from testkit.processes import ROOT, EmulatorProcess, EngineProcess
 from testkit.servers import OwnNats, OwnRedis
@@ -21,6 +21,7 @@ __all__ = [
     "EngineProcess",
     "OwnNats",
     "OwnRedis",
+    "create_refusing_stream",
     "delete_streams",
     "free_port",
     "stream_messages",

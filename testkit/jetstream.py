@@ -54,3 +54,26 @@ async def _delete(url: str, streams: Sequence[str]) -> None:
 def delete_streams(url: str, streams: Sequence[str]) -> None:
     """Delete each of ``streams`` that exists."""
     asyncio.run(_delete(url, streams))
+
+
+def create_refusing_stream(url: str, stream: str, subject: str) -> None:
+    """Create ``stream`` on ``subject`` with a 64-byte message limit, before the engine does: it
+    refuses every quote message (the engine dead-letters them as unpublishable)."""
+    from nats.js.api import StorageType, StreamConfig
+
+    async def create() -> None:
+        nc = await nats.connect(url)
+        try:
+            await nc.jetstream().add_stream(
+                StreamConfig(
+                    name=stream,
+                    subjects=[subject],
+                    storage=StorageType.FILE,
+                    duplicate_window=120,
+                    max_msg_size=64,
+                )
+            )
+        finally:
+            await nc.close()
+
+    asyncio.run(create())

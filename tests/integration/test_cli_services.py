@@ -7,17 +7,14 @@ Each run is one short engine process (a few symbols, 1 ms emulator latency): sec
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import nats
 import pytest
-from nats.js.api import StorageType, StreamConfig
 
-from testkit import EmulatorProcess, OwnNats, free_port, stream_messages
+from testkit import EmulatorProcess, OwnNats, create_refusing_stream, free_port, stream_messages
 from tests.conftest import NATS_URL, run_cli
 from tests.doc_examples import Example, examples, shape_problems
 from tests.integration.test_engine_cycle import _env
@@ -113,22 +110,9 @@ class TestRunOnceExit:
     ) -> None:
         """A stream that refuses every message (max size): exit 4, the letters listed as JSON."""
 
-        async def small_stream() -> None:
-            nc = await nats.connect(NATS_URL)
-            try:
-                await nc.jetstream().add_stream(
-                    StreamConfig(
-                        name=nats_names["INGEST_NATS__STREAM"],
-                        subjects=[nats_names["INGEST_NATS__SUBJECT"]],
-                        storage=StorageType.FILE,
-                        duplicate_window=120,
-                        max_msg_size=64,
-                    )
-                )
-            finally:
-                await nc.close()
-
-        asyncio.run(small_stream())
+        create_refusing_stream(
+            NATS_URL, nats_names["INGEST_NATS__STREAM"], nats_names["INGEST_NATS__SUBJECT"]
+        )
         env = env_for(emu, nats_names, tmp_path)
         done = run_cli(["run", "--once", "--json"], env)
         assert done.returncode == 4, done.stderr[-3000:]

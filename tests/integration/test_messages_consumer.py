@@ -28,9 +28,9 @@ import pytest
 import redis
 from jsonschema import FormatChecker
 from jsonschema.validators import validator_for
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import StreamConfig
 
-from testkit import EmulatorProcess, stream_messages
+from testkit import EmulatorProcess, create_refusing_stream, stream_messages
 from tests.conftest import NATS_URL, run_cli
 from tests.integration.test_earnings_sync import SLOT, TODAY, Env, env  # noqa: F401
 from tests.integration.test_engine_cycle import _env, summary
@@ -156,22 +156,9 @@ def test_real_cycle_messages_validate_and_example_consumer_reads_them(
 def test_unpublishable_letters_validate(nats_names: dict[str, str], tmp_path: Path) -> None:
     """A quote stream that refuses every message (max size) yields 'unpublishable' letters."""
 
-    async def small_stream() -> None:
-        nc = await nats.connect(NATS_URL)
-        try:
-            await nc.jetstream().add_stream(
-                StreamConfig(
-                    name=nats_names["INGEST_NATS__STREAM"],
-                    subjects=[nats_names["INGEST_NATS__SUBJECT"]],
-                    storage=StorageType.FILE,
-                    duplicate_window=120,
-                    max_msg_size=64,
-                )
-            )
-        finally:
-            await nc.close()
-
-    asyncio.run(small_stream())
+    create_refusing_stream(
+        NATS_URL, nats_names["INGEST_NATS__STREAM"], nats_names["INGEST_NATS__SUBJECT"]
+    )
     sym = tmp_path / "s.json"
     sym.write_text('["AAPL", "MSFT"]')
     with EmulatorProcess(["--market-state", "REGULAR", "--latency-ms", "1"]) as emu:
