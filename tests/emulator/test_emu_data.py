@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from testkit import load_script
 from yahoo_emulator.universe import default_data_path, load_universe
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "make_emulator_data", ROOT / "tools" / "make_emulator_data.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "tools" / "make_emulator_data.py", "make_emulator_data")
 
 
 @pytest.mark.parametrize(

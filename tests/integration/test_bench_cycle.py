@@ -10,8 +10,6 @@ the bench's emulator check is fed doctored streams, and must notice.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -19,24 +17,14 @@ from typing import Any
 
 import pytest
 
+from testkit import load_script
+
 pytestmark = [pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _bench() -> ModuleType:
-    name = "bench_cycle"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "cycle.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bc = _bench()
+bc = load_script(ROOT / "bench" / "cycle.py", "bench_cycle")
 
 
 @pytest.fixture(scope="module")

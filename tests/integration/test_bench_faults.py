@@ -8,32 +8,19 @@ lost/duplicate checker is fed doctored copies of what part A really stored, and 
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+
+from testkit import load_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _bench() -> ModuleType:
-    name = "bench_faults"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "faults.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bf = _bench()
+bf = load_script(ROOT / "bench" / "faults.py", "bench_faults")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ provisioned, and it has the panels the issue asks for."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from testkit import load_script
 from tests.integration.test_http_support import ROOT
 
 pytestmark = pytest.mark.integration
@@ -26,13 +26,7 @@ CHECK_FILES = ("package.json", "package-lock.json", "tsconfig.json", "types.ts",
 
 
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "generate_dashboard", GRAFANA / "generate_dashboard.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(GRAFANA / "generate_dashboard.py", "generate_dashboard")
 
 
 def dashboard() -> dict[str, Any]:

@@ -9,7 +9,6 @@ servers on their standard ports are only probed. Tests that start servers need r
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ from types import ModuleType
 
 import pytest
 
-from testkit import delete_streams, free_port
+from testkit import delete_streams, free_port, load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "ensure_services.py"
@@ -31,12 +30,7 @@ IS_ROOT = os.geteuid() == 0
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ensure_services", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ensure_services"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "ensure_services")
 
 
 es = _load()

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -14,15 +13,13 @@ from typing import Any
 import nats.errors
 import pytest
 
+from testkit import load_script
+
 CONSUMER = Path(__file__).resolve().parents[2] / "docs" / "examples" / "consumer.py"
 
 
 def load_consumer() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("docs_example_consumer", CONSUMER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(CONSUMER, "docs_example_consumer")
 
 
 class Msg:

@@ -8,10 +8,8 @@ path (ring records -> payloads, dead letters, earnings messages) must validate a
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,20 +22,14 @@ from engine.earnings.models import SOURCE_QUOTE_SUMMARY, EarningsEvent
 from engine.earnings.publish import build_message, message_id
 from engine.quote import MARKET_STATES, Quote, Rejection, RejectReason
 from engine.records import OutMessage, encode_dlq, to_messages, to_records, unpublishable
+from testkit import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 T = 1_764_000_000
 
 
 def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "gen_schemas", ROOT / "scripts" / "gen_schemas.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen_schemas"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "scripts" / "gen_schemas.py", "gen_schemas")
 
 
 gen = _load_generator()

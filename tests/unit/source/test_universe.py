@@ -3,7 +3,6 @@ into a Universe, every problem with its line; the repository's symbols.json and 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from engine.source.universe import (
     load_symbols,
     log_notes,
 )
+from testkit import load_script
 from tests.unit.source.files import REPO, SYMBOLS_JSON, write
 
 
@@ -33,11 +33,7 @@ def line_of(text: str, needle: str) -> int:
 
 
 def load_make_symbols() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_symbols", REPO / "tools/make_symbols.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(REPO / "tools/make_symbols.py", "make_symbols")
 
 
 @pytest.fixture(scope="module")
