@@ -10,7 +10,8 @@ CPU seconds of this process (``time.process_time``) and the wall time, per varia
 * ``js.publish_async`` - what the engine did before issue 15: ``publish_async`` for every
   message of a chunk, then ``asyncio.wait`` for all the futures, each ack checked.
 * ``core+inbox``       - ``nc.publish(subject, payload, reply=<inbox>.<i>, headers=...)`` with one
-  wildcard subscription on the inbox whose callback decodes each ack with a msgspec Struct
+  wildcard subscription on the inbox whose callback decodes each ack with the engine's own
+  ``read_answer`` (a msgspec Struct)
   (``{"stream","seq","duplicate"}`` or ``{"error": {...}}``) into a per-message outcome array and
   sets one event when the chunk is complete. Same wire protocol, same acks, no future per
   message - and an error ack is seen (nats-py's publish_async never resolves those). What
@@ -31,27 +32,12 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-import msgspec
 import nats
 import orjson
 
+from engine.sinks.jetstream import read_answer
+
 NATS_URL = os.environ.get("INGEST_NATS__URL", "nats://127.0.0.1:4222")
-
-
-class _AckError(msgspec.Struct):
-    code: int = 0
-    err_code: int = 0
-    description: str = ""
-
-
-class _Ack(msgspec.Struct):
-    stream: str = ""
-    seq: int = 0
-    duplicate: bool = False
-    error: _AckError | None = None
-
-
-_ack_decoder = msgspec.json.Decoder(_Ack)
 
 
 def messages(n: int, run: str) -> list[tuple[str, bytes]]:
@@ -92,8 +78,8 @@ async def via_core_inbox(nc: nats.NATS, subject: str, msgs: list[tuple[str, byte
         i = int(m.subject[cut:])
         if outcome[i]:
             return
-        ack = _ack_decoder.decode(m.data)
-        outcome[i] = 3 if ack.error is not None else 2 if ack.duplicate else 1
+        ack = read_answer(m)  # the engine's own ack decoding
+        outcome[i] = 3 if isinstance(ack, BaseException) else 2 if ack.duplicate else 1
         left -= 1
         if not left:
             done.set()
