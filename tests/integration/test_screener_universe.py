@@ -12,7 +12,6 @@ Yahoo form (``BRK-B``, not ``BRK/B``): a symbol the engine did not translate wou
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import orjson
@@ -20,7 +19,7 @@ import pytest
 
 from testkit import EmulatorProcess, stream_messages
 from tests.conftest import NATS_URL, ROOT, run_cli
-from tests.integration.test_engine_cycle import summary
+from tests.integration.test_engine_cycle import _env, summary
 
 pytestmark = [pytest.mark.integration]
 
@@ -47,29 +46,9 @@ def write_screener_csv(path: Path, rows: list[dict[str, str]]) -> dict[str, str]
 
 
 def engine_env(url: str, names: dict[str, str], tmp_path: Path, symbols: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update(names)
-    (tmp_path / "empty.toml").write_text("")
-    env.update(
-        {
-            "INGEST_CONFIG": str(tmp_path / "empty.toml"),  # every default: skip, translate
-            "INGEST_NATS__URL": NATS_URL,
-            "INGEST_YAHOO__BASE_URL": url,
-            "INGEST_YAHOO__MAX_IN_FLIGHT": "16",
-            "INGEST_YAHOO__CRUMB_MIN_INTERVAL_S": "0",
-            "INGEST_YAHOO__BACKOFF_BASE_S": "0.05",
-            "INGEST_WORKERS__COUNT": "2",
-            "INGEST_SYMBOLS__FILE": str(symbols),
-            "INGEST_POSTGRES__ENABLED": "false",
-            "INGEST_REDIS__ENABLED": "false",
-            "INGEST_HTTP__ENABLED": "false",
-            "INGEST_EARNINGS__ENABLED": "false",
-            "INGEST_LOG__FORMAT": "json",
-            "INGEST_NATS__OUTBOX_DIR": str(tmp_path / "outbox"),
-            "INGEST_POSTGRES__SPILL_DIR": str(tmp_path / "spill"),
-        }
-    )
-    return env
+    """The engine cycle tests' environment (an empty config: every default, so ``skip`` and
+    translation on) over ``symbols``."""
+    return _env(url, names, tmp_path, INGEST_SYMBOLS__FILE=str(symbols))
 
 
 def events(stderr: str, name: str) -> list[dict[str, object]]:
