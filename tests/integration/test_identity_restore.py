@@ -11,15 +11,14 @@ import re
 import time
 from pathlib import Path
 
-import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
 from engine.config import Config, PostgresSettings, RedisSettings, Secret, WorkersSettings
 from engine.runtime import identity
-from engine.sinks import partitions as parts
 from testkit import ROOT, EmulatorProcess, stream_messages
 from tests.conftest import NATS_URL, run_cli
+from tests.integration.test_store import drop_table
 
 pytestmark = [pytest.mark.integration]
 
@@ -28,18 +27,6 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 N_SYMBOLS = 150
 WINDOW_S = 1.0
 SUMMARY = re.compile(r"(\w+)=([\d.]+)")
-
-
-async def _drop_table(table: str) -> None:
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute(f"DROP TABLE IF EXISTS {parts.quote_ident(table)} CASCADE")
-        if await conn.fetchval("SELECT to_regclass('ingestion_schema_migrations')"):
-            await conn.execute(
-                "DELETE FROM ingestion_schema_migrations WHERE table_name = $1", table
-            )
-    finally:
-        await conn.close()
 
 
 async def _drop_keys(prefix: str) -> None:
@@ -115,7 +102,7 @@ def test_restart_after_the_duplicate_window_publishes_no_unchanged_quote(
         assert s2["published"] == 0
         assert s2["deduplicated"] == s2["valid"] > N_SYMBOLS * 0.9
     finally:
-        asyncio.run(_drop_table(f"t_ident_{uid}"))
+        asyncio.run(drop_table(DSN, f"t_ident_{uid}"))
         asyncio.run(_drop_keys(f"t{uid}:market:"))
 
 
