@@ -6,6 +6,7 @@ import asyncio
 import logging
 import multiprocessing as mp
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,23 @@ def _acquire(s: rl.RateState, policy: rl.RatePolicy, now: float) -> tuple[rl.Rat
         if wait <= 0:
             return s, now
         now += wait + 1e-9
+
+
+def _mean_rate_under_random_429s(
+    policy: rl.RatePolicy, p429: float, rng: random.Random, calls: int = 20_000
+) -> float:
+    """``calls`` calls of 10 ms through the limiter, each answered 429 with probability
+    ``p429``: the mean rate over the second half (after it settled)."""
+    s, now, rates = rl.RateState.initial(policy, 0.0), 0.0, []
+    for _ in range(calls):
+        s, now = _acquire(s, policy, now)
+        if rng.random() < p429:
+            s = rl.on_throttle(s, policy, now + 0.01, sent_at=now)
+        else:
+            s = rl.on_success(s, policy, 0.01, now + 0.01)
+        rates.append(s.rate)
+    tail = rates[calls // 2 :]
+    return sum(tail) / len(tail)
 
 
 class TestRateLimit:
@@ -132,30 +150,10 @@ class TestRateLimit:
         """A server answering a few per cent of requests 429 at random, whatever the rate (the
         emulator's default fault mix), leaves the rate well above the 10 req/s a 5,000-symbol
         cycle needs; cutting on every 429 would settle near 4.5 req/s."""
-        import random
-
-        d = rl.RatePolicy()
         rng = random.Random(7)
-        s, now, rates = rl.RateState.initial(d, 0.0), 0.0, []
-        for _ in range(20_000):
-            s, now = _acquire(s, d, now)
-            if rng.random() < p429:
-                s = rl.on_throttle(s, d, now + 0.01, sent_at=now)
-            else:
-                s = rl.on_success(s, d, 0.01, now + 0.01)
-            rates.append(s.rate)
-        tail = rates[len(rates) // 2 :]
-        assert sum(tail) / len(tail) > floor_rps
+        assert _mean_rate_under_random_429s(rl.RatePolicy(), p429, rng) > floor_rps
         every = rl.RatePolicy(window_throttles=1)  # the old rule, for contrast
-        s, now, rates = rl.RateState.initial(every, 0.0), 0.0, []
-        for _ in range(20_000):
-            s, now = _acquire(s, every, now)
-            if rng.random() < p429:
-                s = rl.on_throttle(s, every, now + 0.01, sent_at=now)
-            else:
-                s = rl.on_success(s, every, 0.01, now + 0.01)
-            rates.append(s.rate)
-        assert sum(rates[len(rates) // 2 :]) / len(rates[len(rates) // 2 :]) < floor_rps / 2
+        assert _mean_rate_under_random_429s(every, p429, rng) < floor_rps / 2
 
     def test_a_hard_limit_is_found(self) -> None:
         """A server that answers 429 to everything above 8 req/s (a token bucket of its own)
