@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.source.client import QUOTE_FIELDS  # noqa: E402  (the same fields as the engine)
+from engine.source.client import quote_params  # noqa: E402  (the same fields as the engine)
 
 
 async def fetch_all(url: str, symbols: list[str], in_flight: int, batch: int) -> dict[str, Any]:
@@ -47,14 +47,7 @@ async def fetch_all(url: str, symbols: list[str], in_flight: int, batch: int) ->
 
         async def one(b: list[str]) -> None:
             nonlocal got, last
-            params = {
-                "symbols": ",".join(b),
-                "fields": QUOTE_FIELDS,
-                "formatted": "false",
-                "lang": "en-US",
-                "region": "US",
-                "crumb": crumb,
-            }
+            params = {**quote_params(b), "crumb": crumb}
             async with sem, s.get(url + "/v7/finance/quote", params=params) as r:
                 body = await r.read()
                 if r.status != 200:

@@ -62,7 +62,7 @@ from engine.sinks.cache import QuoteCache  # noqa: E402
 from engine.sinks.jetstream import JetStreamPublisher  # noqa: E402
 from engine.sinks.publisher import CHUNK  # noqa: E402
 from engine.sinks.store import QuoteStore  # noqa: E402
-from engine.source.client import QUOTE_FIELDS, QUOTE_PATH  # noqa: E402
+from engine.source.client import QUOTE_PATH, quote_params  # noqa: E402
 from engine.source.decode import decode_quotes  # noqa: E402
 from engine.source.transport import make_transport  # noqa: E402
 
@@ -111,14 +111,7 @@ async def fetch_bodies(
         sem = asyncio.Semaphore(in_flight)
 
         async def one(b: list[str]) -> tuple[list[str], bytes]:
-            params = {
-                "symbols": ",".join(b),
-                "fields": QUOTE_FIELDS,
-                "formatted": "false",
-                "lang": "en-US",
-                "region": "US",
-                "crumb": crumb.decode(),
-            }
+            params = {**quote_params(b), "crumb": crumb.decode()}
             async with sem:
                 r = await transport.request("GET", url + QUOTE_PATH, params, 10.0)
             if r.status != 200:

@@ -40,19 +40,24 @@ QUOTE_FIELDS: Final = ",".join(
 )
 
 
+def quote_params(symbols: Sequence[str]) -> dict[str, str]:
+    """The query of one v7 batch, without the crumb (the session adds it)."""
+    return {
+        "symbols": ",".join(symbols),
+        "fields": QUOTE_FIELDS,
+        "formatted": "false",
+        "lang": "en-US",
+        "region": "US",
+    }
+
+
 class YahooClient(YahooSession):
     """A Yahoo session that also fetches v7 quote batches (:meth:`fetch_quotes`)."""
 
     async def fetch_quotes(self, symbols: Sequence[str]) -> QuoteBatch:
         """One v7 batch (with retries). Raises :class:`UpstreamError` when it finally fails."""
         t0 = time.perf_counter()
-        params = {
-            "symbols": ",".join(symbols),
-            "fields": QUOTE_FIELDS,
-            "formatted": "false",
-            "lang": "en-US",
-            "region": "US",
-        }
+        params = quote_params(symbols)
         batch, attempts = await self.get_with_retries(
             self.endpoints.query1 + QUOTE_PATH,
             params,
