@@ -512,12 +512,21 @@ def start_demo(out: Path, env: dict[str, str], *args: str) -> subprocess.Popen[b
         )
 
 
-def demo_emulators() -> list[str]:
-    return [
-        cmd
-        for cmd in command_lines()
-        if f"{sys.prefix}/bin/yahoo-emulator" in cmd and "--port 0 --market-state" in cmd
-    ]
+def demo_emulators(uid: str) -> list[int]:
+    """The pids of the emulators this test's demo started: this venv's ``yahoo-emulator`` with
+    the demo's environment (its unique stream name). Matching the command line alone also
+    caught the emulators other tests start at the same time (the suite runs in parallel)."""
+    marker = f"INGEST_NATS__STREAM=T_{uid}_DEMO".encode()
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:  # exited meanwhile
+            continue
+        if f"{sys.prefix}/bin/yahoo-emulator" in cmd and marker in env:
+            pids.append(int(proc.name))
+    return pids
 
 
 @pytest.mark.integration
@@ -527,14 +536,13 @@ def test_demo_once_runs_a_cycle_against_the_emulator_and_stops_it(
     demo: tuple[str, Path, list[subprocess.Popen[bytes]]],
 ) -> None:
     uid, out, procs = demo
-    before = set(demo_emulators())
     procs.append(start_demo(out, demo_env(uid), "run", "--once"))
     rc = procs[0].wait(90)
     text = out.read_text(errors="replace")
     assert rc == 0, text[-3000:]
     assert "demo: Yahoo emulator at http://127.0.0.1:" in text
     assert "requested=5000" in text
-    assert set(demo_emulators()) <= before, "the demo left its emulator running"
+    assert not demo_emulators(uid), "the demo left its emulator running"
 
 
 @pytest.mark.integration
@@ -546,19 +554,19 @@ def test_demo_passes_sigterm_to_the_engine_and_stops_the_emulator(
     import time
 
     uid, out, procs = demo
-    before = set(demo_emulators())
     procs.append(start_demo(out, demo_env(uid, INGEST_SCHEDULER__INTERVAL_S="1"), "run"))
     deadline = time.monotonic() + 60
     while "cycle_completed" not in out.read_text(errors="replace"):
         assert procs[0].poll() is None, out.read_text(errors="replace")[-3000:]
         assert time.monotonic() < deadline, "no cycle within 60 s"
         time.sleep(0.1)
+    assert demo_emulators(uid), "the demo's emulator is not found while it runs"
     procs[0].send_signal(signal.SIGTERM)  # to the script only, not its process group
     rc = procs[0].wait(60)
     text = out.read_text(errors="replace")
     assert '"signal":"SIGTERM"' in text and "shutdown_complete" in text, text[-3000:]
     assert rc == 0, text[-3000:]
-    assert set(demo_emulators()) <= before, "the demo left its emulator running"
+    assert not demo_emulators(uid), "the demo left its emulator running"
 
 
 def test_trust_lines_go_first_once_per_role() -> None:
