@@ -439,12 +439,14 @@ class TestRepositorySymbolsJson:
         assert u.meta["BRK-B"].exchange == "NYSE"
 
     def test_load_is_fast(self) -> None:
-        """Loading the 5,000-symbol file takes under 50 ms (best of five)."""
+        """Loading the 5,000-symbol file takes under 50 ms (best of five) of this thread's CPU
+        time: the cost of the code, not the wait for a core while the parallel suite's other
+        workers hold both (wall time read 77 ms there for a 15 ms load)."""
         timings = []
         for _ in range(5):
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             load_symbols(SYMBOLS_JSON)
-            timings.append(time.perf_counter() - t0)
+            timings.append(time.thread_time() - t0)
         assert min(timings) < 0.050
 
 
