@@ -158,13 +158,18 @@ class TestReplayScale:
         a ticker keeps ticking all along (segment files are read and removed off the loop).
 
         Time is this process's CPU time: the wall time of a replay measures the other
-        processes too (the suite runs in parallel; 5.8 s for 4k against 0.66 s for 1k, seen)."""
-        times = {}
+        processes too (the suite runs in parallel; 5.8 s for 4k against 0.66 s for 1k, seen). Even
+        CPU time swells under load (caches, the ticker's wake-ups: 3.3 s for 4k against 0.44 s for
+        1k in a fresh-clone CI run, 2.1-2.5 s against 0.5-0.65 s alone), so each size keeps the
+        best of three replays."""
+        times: dict[int, float] = {}
         for n in (1000, 2000, 4000):
-            write_segments(tmp_path / str(n), n)
-            took, gap, stored = await timed_replay(tmp_path / str(n))
-            assert stored == n
-            assert gap < 0.25, f"event loop blocked for {gap:.3f}s replaying {n} segments"
-            times[n] = took
-        print("replay CPU seconds per segment count:", times)
+            for attempt in range(3):
+                directory = tmp_path / f"{n}-{attempt}"
+                write_segments(directory, n)
+                took, gap, stored = await timed_replay(directory)
+                assert stored == n
+                assert gap < 0.25, f"event loop blocked for {gap:.3f}s replaying {n} segments"
+                times[n] = min(times.get(n, took), took)
+        print("replay CPU seconds per segment count (best of 3):", times)
         assert times[4000] < 6 * times[1000], times
